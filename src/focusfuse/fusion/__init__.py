@@ -1,0 +1,103 @@
+"""``fuse(images, *, method=...)``: every fusion method behind one function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from focusfuse.fusion.result import DecisionMaps, FusionResult
+
+__all__ = ["METHODS", "DecisionMaps", "FusionResult", "check_images", "fuse"]
+
+#: every method ``fuse`` knows; see each module for the paper it follows
+METHODS = ("cnn", "cnn-dtcwt", "dtcwt", "dwt", "laplacian")
+
+
+def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The boundary check shared by all methods: two or more arrays of one shape."""
+    if isinstance(images, np.ndarray):
+        raise TypeError("images must be a list of arrays, one per source; got a single array")
+    images = [np.asarray(im) for im in images]
+    if len(images) < 2:
+        raise ValueError(f"fusion needs at least two images; got {len(images)}")
+    for i, im in enumerate(images):
+        if not np.issubdtype(im.dtype, np.floating):
+            raise TypeError(
+                f"images[{i}] has dtype {im.dtype}; pass float arrays in [0, 1] "
+                "(focusfuse.read_image returns them)"
+            )
+        if im.ndim not in (2, 3) or (im.ndim == 3 and im.shape[2] not in (3, 4)):
+            raise ValueError(f"images[{i}] must be (H, W) gray or (H, W, 3) colour; got shape {im.shape}")
+    first = images[0].shape
+    for i, im in enumerate(images[1:], 1):
+        if im.shape != first:
+            kind = lambda s: "gray" if len(s) == 2 else "colour"  # noqa: E731
+            if kind(im.shape) != kind(first):
+                raise ValueError(
+                    f"images[0] is {kind(first)} {first} but images[{i}] is {kind(im.shape)} "
+                    f"{im.shape}; convert them all to gray or all to colour first"
+                )
+            raise ValueError(
+                f"images must have the same shape; got {first} and {im.shape} (images[{i}]); "
+                "align or crop them first"
+            )
+    return images
+
+
+def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Path | None = None,
+         model=None, min_region: float = 0.01, guided_radius: int = 8, guided_eps: float = 0.1,
+         precision: str = "auto", device: str = "auto", levels: int = 4, wavelet: str = "db1",
+         consistency: int = 3) -> FusionResult:
+    """Fuse two or more sources of one scene focused at different depths.
+
+    ``images``: float arrays in [0, 1], all (H, W) or all (H, W, C). Methods:
+
+    - ``"cnn"``: Liu et al. 2017, with the shipped model, or ``weights`` (a focusfuse
+      safetensors file or the authors' ``.mat``), or an already loaded ``model``;
+      ``min_region`` is the small-region removal area as a fraction of the image (0: off),
+      ``guided_radius`` / ``guided_eps`` the guided filter's r and ε; ``precision`` is
+      "auto", "bf16" or "fp32" and ``device`` "auto", "cpu" or "cuda";
+    - ``"dwt"``, ``"dtcwt"``, ``"laplacian"``: multiscale transforms with ``levels`` levels,
+      low band averaged, high bands by windowed maximum absolute value with a majority
+      check over ``consistency`` × ``consistency`` (``wavelet`` for the DWT);
+    - ``"cnn-dtcwt"``: the CNN's decision map weighs the DTCWT sub-bands of the sources at
+      every level.
+
+    Returns a :class:`FusionResult` with the fused image (float32) and the maps of each
+    step (the CNN methods fuse more than two images in series, one step per added image).
+    """
+    images = check_images(images)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method in ("dwt", "dtcwt", "laplacian"):
+        from focusfuse.fusion import multiscale
+
+        if method == "dwt":
+            fused = multiscale.fuse_dwt(images, wavelet=wavelet, levels=levels,
+                                        consistency=consistency)
+        elif method == "dtcwt":
+            fused = multiscale.fuse_dtcwt(images, levels=levels, consistency=consistency)
+        else:
+            fused = multiscale.fuse_laplacian(images, levels=levels, consistency=consistency)
+        return FusionResult(fused, method, [])
+
+    from focusfuse.fusion.cnn import fuse_pair_cnn
+    from focusfuse.fusion.multiscale import fuse_dtcwt
+    from focusfuse.models import load_weights
+
+    net = model if model is not None else load_weights(weights)
+    fused = images[0]
+    steps = []
+    for nxt in images[1:]:
+        pixel_fused, maps = fuse_pair_cnn(fused, nxt, net, min_region=min_region,
+                                          guided_radius=guided_radius, guided_eps=guided_eps,
+                                          precision=precision, device=device)
+        if method == "cnn":
+            fused = pixel_fused
+        else:  # "cnn-dtcwt": the decision map weighs every sub-band
+            weight = np.clip(maps.decision, 0.0, 1.0)
+            fused = fuse_dtcwt([fused.astype(np.float32), nxt], levels=levels, decision=weight)
+        steps.append(maps)
+    return FusionResult(np.clip(fused, 0.0, 1.0).astype(np.float32), method, steps)

@@ -1,0 +1,66 @@
+"""The result of a fusion: the fused image and every intermediate map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["DecisionMaps", "FusionResult"]
+
+
+@dataclass
+class DecisionMaps:
+    """The maps of one two-image fusion step (the first image of the step is "A").
+
+    - ``score``: (ceil(H/2) − 7, ceil(W/2) − 7) network scores, P(A's window in focus);
+    - ``focus``: (H, W) mean of the scores covering each pixel;
+    - ``binary``: focus > 0.5;
+    - ``refined``: the binary map after small-region removal;
+    - ``decision``: the guided-filtered weight of A, F = D·A + (1 − D)·B.
+    Methods without some stage leave it ``None``.
+    """
+
+    decision: np.ndarray
+    score: np.ndarray | None = None
+    focus: np.ndarray | None = None
+    binary: np.ndarray | None = None
+    refined: np.ndarray | None = None
+
+    def items(self):
+        """(name, map) for the maps present, in pipeline order."""
+        for name in ("score", "focus", "binary", "refined", "decision"):
+            value = getattr(self, name)
+            if value is not None:
+                yield name, value
+
+
+@dataclass
+class FusionResult:
+    """``fused`` (float32, the sources' shape, in [0, 1]) and one :class:`DecisionMaps` per
+    step: one step for two images; for N images fused in series, N − 1 steps (step k fuses
+    the result so far with image k + 1)."""
+
+    fused: np.ndarray
+    method: str
+    steps: list[DecisionMaps] = field(default_factory=list)
+
+    @property
+    def decision_map(self) -> np.ndarray | None:
+        return self.steps[0].decision if self.steps else None
+
+    @property
+    def score_map(self) -> np.ndarray | None:
+        return self.steps[0].score if self.steps else None
+
+    @property
+    def focus_map(self) -> np.ndarray | None:
+        return self.steps[0].focus if self.steps else None
+
+    @property
+    def binary_map(self) -> np.ndarray | None:
+        return self.steps[0].binary if self.steps else None
+
+    @property
+    def refined_map(self) -> np.ndarray | None:
+        return self.steps[0].refined if self.steps else None

@@ -1,0 +1,129 @@
+"""Model registry: focus classifiers by name, and their weight files.
+
+- ``"paper"``: the network as the paper's text describes it (a 256-unit fully connected
+  layer before the 2 outputs); the architecture of the shipped model.
+- ``"released"``: the layout of the authors' released MATLAB model (no 256-unit layer).
+
+Weights are safetensors files whose metadata names the architecture; the authors' MATLAB
+``.mat`` file is read too (:func:`load_matlab_weights`). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from focusfuse.models.focusnet import PATCH, STRIDE, FocusNet
+
+__all__ = ["FocusNet", "PATCH", "STRIDE", "MODELS", "DEFAULT_WEIGHTS", "create_model",
+           "default_weights_path", "load_matlab_weights", "load_weights", "save_weights"]
+
+MODELS: dict[str, Callable[[], FocusNet]] = {
+    "paper": lambda: FocusNet(hidden=256),
+    "released": lambda: FocusNet(hidden=None),
+}
+
+#: the shipped weights, inside the package
+DEFAULT_WEIGHTS = "focusnet-paper-bsds500.safetensors"
+
+
+def create_model(name: str) -> FocusNet:
+    """A freshly initialised model of the registered architecture ``name``."""
+    try:
+        return MODELS[name]()
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}") from None
+
+
+def default_weights_path() -> Path:
+    return Path(str(resources.files("focusfuse") / "weights" / DEFAULT_WEIGHTS))
+
+
+def save_weights(model: FocusNet, path: str | Path, *, arch: str, extra: dict | None = None) -> Path:
+    """Save ``model`` as safetensors with its architecture name in the metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = {"format": "focusfuse", "arch": arch, **(extra or {})}
+    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+def load_matlab_weights(path: str | Path) -> FocusNet:
+    """The authors' released model (``cnnmodel.mat``) in the ``"released"`` layout.
+
+    Layout (see ../shared/README.md): ``weights_b1_1`` 9×64, ``weights_b1_2`` 64×9×128,
+    ``weights_b1_3`` 128×9×256 with kernel element (r, c) at index r + 3c;
+    ``weights_output`` 512×64×2 with element (r, c) at r + 8c. The authors' code adds no
+    output bias, so none is loaded.
+    """
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(str(path))
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable MATLAB weights file ({exc})") from None
+    need = ["weights_b1_1", "weights_b1_2", "weights_b1_3", "weights_output",
+            "biases_b1_1", "biases_b1_2", "biases_b1_3"]
+    missing = [k for k in need if k not in mat]
+    if missing:
+        raise ValueError(f"{path}: not the authors' cnnmodel.mat (missing {', '.join(missing)})")
+
+    def conv(w: np.ndarray, k: int) -> torch.Tensor:
+        if w.ndim == 2:  # first layer: (k*k, out) with one input channel
+            w = w[None]
+        cin, kk, cout = w.shape
+        w = w.reshape(cin, k, k, cout, order="F")  # index r + k*c -> (r, c)
+        return torch.from_numpy(np.ascontiguousarray(w.transpose(3, 0, 1, 2))).float()
+
+    model = FocusNet(hidden=None)
+    sd = {
+        "conv1.weight": conv(mat["weights_b1_1"], 3),
+        "conv2.weight": conv(mat["weights_b1_2"], 3),
+        "conv3.weight": conv(mat["weights_b1_3"], 3),
+        "conv1.bias": torch.from_numpy(mat["biases_b1_1"].ravel()).float(),
+        "conv2.bias": torch.from_numpy(mat["biases_b1_2"].ravel()).float(),
+        "conv3.bias": torch.from_numpy(mat["biases_b1_3"].ravel()).float(),
+        "fc2.weight": conv(mat["weights_output"], 8).reshape(2, -1),
+        "fc2.bias": torch.zeros(2),
+    }
+    model.load_state_dict(sd)
+    return model.eval()
+
+
+def load_weights(path: str | Path | None = None) -> FocusNet:
+    """A model with weights from a focusfuse safetensors file or the authors' ``.mat`` file.
+
+    ``None`` loads the shipped model.
+    """
+    path = default_weights_path() if path is None else Path(path)
+    if not path.is_file():
+        raise ValueError(f"weights file {path} does not exist; check --weights")
+    if path.suffix.lower() == ".mat":
+        return load_matlab_weights(path)
+    if path.suffix.lower() != ".safetensors":
+        raise ValueError(f"weights file {path}: expected a .safetensors or the authors' .mat file")
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:
+        raise ValueError(f"weights file {path}: not a readable safetensors file ({exc})") from None
+    arch = meta.get("arch")
+    if arch not in MODELS:
+        raise ValueError(f"weights file {path}: metadata names no known architecture ({arch!r})")
+    model = create_model(arch)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise ValueError(f"weights file {path} does not fit the {arch!r} model: {exc}") from None
+    return model.eval()

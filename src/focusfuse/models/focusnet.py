@@ -1,0 +1,91 @@
+"""The siamese focus classifier of Liu et al. 2017.
+
+Y. Liu, X. Chen, H. Peng, Z. Wang, "Multi-focus image fusion with a deep convolutional
+neural network", Information Fusion 36 (2017) 191-207, Section 3.1 and Fig. 2:
+
+- each branch (weights shared): 3×3 convolution to 64 maps, 3×3 convolution to 128 maps,
+  2×2 max-pooling with stride 2, 3×3 convolution to 256 maps; stride 1, padding 1, ReLU;
+- the two 256-map outputs (8×8 for a 16×16 patch) are concatenated (first image first)
+  into 512 maps;
+- paper text: a fully connected layer of 256 units (ReLU), then 2 outputs with softmax;
+- the authors' released model: the 8×8×512 maps straight to the 2 outputs.
+
+Output class 1 means "the first patch is the one in focus" (class 2 of the authors'
+MATLAB code). For whole images, :meth:`FocusNet.dense_logits` applies the fully
+connected layers as 8×8 and 1×1 convolutions: one score per 16×16 window at stride 2.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["FocusNet", "PATCH", "STRIDE"]
+
+PATCH = 16  #: side of the patches the classifier scores
+STRIDE = 2  #: step between neighbouring scores in the dense map
+_FEAT = PATCH // 2  # side of one branch's output for a patch (8)
+
+
+class FocusNet(nn.Module):
+    """Siamese focus classifier; ``hidden=256`` is the paper's text, ``None`` the released layout."""
+
+    def __init__(self, hidden: int | None = 256, *, widths: tuple[int, int, int] = (64, 128, 256)):
+        super().__init__()
+        w1, w2, w3 = widths
+        self.hidden = hidden
+        self.widths = tuple(widths)
+        self.conv1 = nn.Conv2d(1, w1, 3, padding=1)
+        self.conv2 = nn.Conv2d(w1, w2, 3, padding=1)
+        self.conv3 = nn.Conv2d(w2, w3, 3, padding=1)
+        n_in = 2 * w3 * _FEAT * _FEAT
+        if hidden:
+            self.fc1 = nn.Linear(n_in, hidden)
+            self.fc2 = nn.Linear(hidden, 2)
+        else:
+            self.fc1 = None
+            self.fc2 = nn.Linear(n_in, 2)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier (Glorot) uniform weights, zero biases, as in the paper's Caffe set-up."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """One branch: (N, 1, H, W) gray in [0, 1] to (N, 256, ceil(H/2), ceil(W/2))."""
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(x, 2, 2, ceil_mode=True)
+        return F.relu(self.conv3(x))
+
+    def head(self, feats: torch.Tensor) -> torch.Tensor:
+        """Fully connected layers on (N, 512, 8, 8) concatenated features: (N, 2) logits."""
+        x = feats.flatten(1)
+        if self.fc1 is not None:
+            x = F.relu(self.fc1(x))
+        return self.fc2(x)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Logits (N, 2) for 16×16 patch pairs a, b of shape (N, 1, 16, 16)."""
+        fa, fb = self.features(torch.cat([a, b])).chunk(2)
+        return self.head(torch.cat([fa, fb], dim=1))
+
+    def dense_head(self, feats: torch.Tensor) -> torch.Tensor:
+        """The fully connected layers re-cast as convolutions over a feature map of any size."""
+        c = feats.shape[1]
+        if self.fc1 is not None:
+            w1 = self.fc1.weight.view(self.hidden, c, _FEAT, _FEAT)
+            x = F.relu(F.conv2d(feats, w1, self.fc1.bias))
+            w2 = self.fc2.weight.view(2, self.hidden, 1, 1)
+            return F.conv2d(x, w2, self.fc2.bias)
+        w = self.fc2.weight.view(2, c, _FEAT, _FEAT)
+        return F.conv2d(feats, w, self.fc2.bias)
+
+    def dense_logits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Logits (N, 2, ceil(H/2) - 7, ceil(W/2) - 7) for whole images a, b of shape (N, 1, H, W)."""
+        fa, fb = self.features(torch.cat([a, b])).chunk(2)
+        return self.dense_head(torch.cat([fa, fb], dim=1))

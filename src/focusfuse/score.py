@@ -1,0 +1,95 @@
+"""Dense score map and focus map: the only place that speaks NCHW tensors.
+
+Liu et al. 2017, Section 3.3: the network, with its fully connected layers applied as
+convolutions, scores every 16×16 window of the source pair at stride 2 in one pass:
+an image of H×W pixels gives (ceil(H/2) − 7) × (ceil(W/2) − 7) scores, each the
+probability that the window of the first image is the one in focus. The focus map gives
+each pixel the mean of the scores of all windows that cover it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from focusfuse.models import PATCH, STRIDE, FocusNet
+
+__all__ = ["focus_map", "resolve_precision", "score_map"]
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``"auto"`` becomes bf16 on CUDA and on CPUs with native bfloat16, else fp32."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32'; got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "bf16"
+    from focusfuse.device import cpu_has_fast_bf16
+
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for but no CUDA GPU is available; use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {device!r}")
+    return device
+
+
+@torch.inference_mode()
+def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str = "auto",
+              device: str = "auto") -> np.ndarray:
+    """Scores (ceil(H/2) − 7, ceil(W/2) − 7), float32 in [0, 1]: P(window of ``a`` in focus).
+
+    ``a`` and ``b`` are gray images (H, W) in [0, 1] of the same shape, at least 16×16.
+    """
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"score_map needs two gray images of one shape; got {a.shape} and {b.shape}")
+    if min(a.shape) < PATCH:
+        raise ValueError(f"images must be at least {PATCH}×{PATCH} pixels; got {a.shape[1]}×{a.shape[0]}")
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    model = model.to(device).eval()
+    x = torch.from_numpy(np.stack([a, b]).astype(np.float32))[:, None].to(device)
+    if device == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)
+    with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
+        feats = model.features(x)
+        logits = model.dense_head(torch.cat([feats[:1], feats[1:]], dim=1)).float()
+    return torch.softmax(logits, dim=1)[0, 1].cpu().numpy()
+
+
+def _window_sum(up: np.ndarray, axis: int, length: int) -> np.ndarray:
+    """Causal running sum of ``length`` samples along ``axis``: out[y] = sum(up[y-length+1 .. y])."""
+    c = np.cumsum(up, axis=axis)
+    shifted = np.zeros_like(c)
+    idx = [slice(None)] * up.ndim
+    src = [slice(None)] * up.ndim
+    idx[axis] = slice(length, None)
+    src[axis] = slice(None, -length)
+    shifted[tuple(idx)] = c[tuple(src)]
+    return c - shifted
+
+
+def focus_map(scores: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Per-pixel mean of the scores of the 16×16 stride-2 windows covering each pixel.
+
+    ``shape`` is the (H, W) of the source images. Returns float64 (H, W) in [0, 1].
+    """
+    h, w = scores.shape
+    H, W = shape
+    if h != (H + 1) // 2 - (PATCH // STRIDE - 1) or w != (W + 1) // 2 - (PATCH // STRIDE - 1):
+        raise ValueError(f"a score map of {h}×{w} does not belong to {H}×{W} images")
+    Hp, Wp = STRIDE * (h - 1) + PATCH, STRIDE * (w - 1) + PATCH
+    total = np.zeros((Hp, Wp))
+    count = np.zeros((Hp, Wp))
+    total[0:STRIDE * h:STRIDE, 0:STRIDE * w:STRIDE] = scores
+    count[0:STRIDE * h:STRIDE, 0:STRIDE * w:STRIDE] = 1.0
+    for arr in (total, count):
+        arr[:] = _window_sum(_window_sum(arr, 0, PATCH), 1, PATCH)
+    return (total / count)[:H, :W]

@@ -1,0 +1,245 @@
+"""The training loop of the focus classifier (Liu et al. 2017, Section 3.2).
+
+Paper settings, the defaults here: mini-batches of 128 pairs, softmax cross-entropy,
+SGD with momentum 0.9 and weight decay 0.0005, Xavier initialisation with zero biases,
+the learning rate divided by 10 when the validation loss stops improving. The paper's
+base learning rate is 1e-4 (in Caffe); it is a setting here (``lr``) and the shipped
+model's docs say which value it used and why.
+
+A run lives in one folder: ``log.jsonl`` (one JSON object per evaluation),
+``checkpoint.safetensors`` + ``state.json`` (written atomically after every
+evaluation; a run started again on the same folder resumes from them) and
+``model.safetensors``, the weights with the best validation accuracy so far.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from focusfuse.data.synthesis import PatchPairSampler, list_images, make_pairs
+from focusfuse.models import create_model, save_weights
+
+__all__ = ["TrainConfig", "TrainResult", "evaluate_pairs", "train"]
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    arch: str = "paper"
+    steps: int = 20000
+    batch_size: int = 128
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_drop: float = 10.0
+    patience: int = 3  # evaluations without a better validation loss before the drop
+    min_lr: float = 1e-7
+    eval_every: int = 500
+    val_pairs: int = 20000
+    holdout_suffix: str | None = None  # e.g. ".png": those files are the validation images
+    val_fraction: float = 0.15  # otherwise this share of the files, chosen by the seed
+    blur_levels: int = 5
+    blur_kernel: str = "gaussian"
+    seed: int = 0
+    precision: str = "auto"  # "bf16", "fp32" or "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
+            raise ValueError("steps, batch_size and eval_every must be positive")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32'; got {self.precision!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1); got {self.val_fraction}")
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    best_accuracy: float
+    best_step: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def split_files(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+    files = list_images(cfg.data)
+    if cfg.holdout_suffix:
+        suffix = cfg.holdout_suffix.lower()
+        val = [f for f in files if f.suffix.lower() == suffix]
+        train = [f for f in files if f.suffix.lower() != suffix]
+    else:
+        rng = np.random.default_rng(cfg.seed + 1)
+        idx = rng.permutation(len(files))
+        n_val = max(1, round(cfg.val_fraction * len(files)))
+        val = [files[i] for i in sorted(idx[:n_val])]
+        train = [files[i] for i in sorted(idx[n_val:])]
+    if not train or not val:
+        raise ValueError(
+            f"{cfg.data}: need images for both training and validation; got {len(train)} "
+            f"and {len(val)} (check --holdout-suffix)"
+        )
+    return train, val
+
+
+def _use_bf16(precision: str) -> bool:
+    if precision == "auto":
+        from focusfuse.device import cpu_has_fast_bf16
+
+        return cpu_has_fast_bf16()
+    return precision == "bf16"
+
+
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x).unsqueeze(1).contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def evaluate_pairs(model: torch.nn.Module, a: np.ndarray, b: np.ndarray, labels: np.ndarray,
+                   *, bf16: bool = False, batch: int = 1000) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on fixed pairs."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(labels), batch):
+        y = torch.from_numpy(labels[i:i + batch])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(_tensor(a[i:i + batch]), _tensor(b[i:i + batch])).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    model.train()
+    return loss_sum / len(labels), correct / len(labels)
+
+
+def _atomic_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(out: Path, model, opt, state: dict) -> None:
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    for i, p in enumerate(model.parameters()):
+        buf = opt.state.get(p, {}).get("momentum_buffer")
+        if buf is not None:
+            tensors[f"momentum.{i}"] = buf.contiguous()
+    tmp = out / "checkpoint.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, out / "checkpoint.safetensors")
+    _atomic_json(out / "state.json", state)
+
+
+def _load_checkpoint(out: Path, model, opt) -> dict:
+    tensors = load_file(str(out / "checkpoint.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    for i, p in enumerate(model.parameters()):
+        if f"momentum.{i}" in tensors:
+            opt.state[p]["momentum_buffer"] = tensors[f"momentum.{i}"].clone()
+    return json.loads((out / "state.json").read_text())
+
+
+def train(cfg: TrainConfig, *, progress: Callable[[str], None] | None = None) -> TrainResult:
+    """Train (or resume) the classifier described by ``cfg``; returns a summary."""
+    say = progress or (lambda s: print(s, file=sys.stderr, flush=True))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    bf16 = _use_bf16(cfg.precision)
+
+    train_files, val_files = split_files(cfg)
+    say(f"data: {len(train_files)} training images, {len(val_files)} validation images "
+        f"from {cfg.data}; precision {'bf16' if bf16 else 'fp32'}")
+    t0 = time.perf_counter()
+    sampler = PatchPairSampler.from_files(train_files, levels=cfg.blur_levels, kernel=cfg.blur_kernel)
+    va, vb, vy = make_pairs(val_files, cfg.val_pairs, seed=cfg.seed + 2,
+                            levels=cfg.blur_levels, kernel=cfg.blur_kernel)
+    say(f"blur cascades and {cfg.val_pairs} validation pairs ready in {time.perf_counter() - t0:.0f} s")
+
+    model = create_model(cfg.arch).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    config_dict = asdict(cfg)
+    state = {"step": 0, "lr": cfg.lr, "best_loss": math.inf, "best_accuracy": 0.0,
+             "best_step": 0, "bad_evals": 0, "seconds": 0.0, "config": config_dict}
+    if (out / "state.json").exists() and (out / "checkpoint.safetensors").exists():
+        state = _load_checkpoint(out, model, opt)
+        keep = ("data", "out", "steps", "threads", "eval_every")
+        changed = [k for k in config_dict if k not in keep and state["config"].get(k) != config_dict[k]]
+        if changed:
+            raise ValueError(
+                f"{out} holds a run with other settings ({', '.join(changed)}); "
+                "use a new --out folder or the same settings to resume"
+            )
+        rng.bit_generator.state = state["rng"]
+        say(f"resuming {out} at step {state['step']} (lr {state['lr']:g})")
+    for g in opt.param_groups:
+        g["lr"] = state["lr"]
+
+    history = []
+    log_path = out / "log.jsonl"
+    t_start = time.perf_counter() - state["seconds"]
+    running, n_running = 0.0, 0
+    model.train()
+    while state["step"] < cfg.steps:
+        a, b, y = sampler.sample(cfg.batch_size, rng)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(_tensor(a), _tensor(b)).float()
+        loss = F.cross_entropy(logits, torch.from_numpy(y))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state["step"] += 1
+        running += loss.item()
+        n_running += 1
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {state['step']}; "
+                                     "lower --lr")
+        if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
+            vloss, vacc = evaluate_pairs(model, va, vb, vy, bf16=bf16)
+            state["seconds"] = time.perf_counter() - t_start
+            rec = {"step": state["step"], "pairs_seen": state["step"] * cfg.batch_size,
+                   "train_loss": running / n_running, "val_loss": vloss, "val_accuracy": vacc,
+                   "lr": state["lr"], "seconds": round(state["seconds"], 1)}
+            running, n_running = 0.0, 0
+            if vacc > state["best_accuracy"]:
+                state["best_accuracy"], state["best_step"] = vacc, state["step"]
+                save_weights(model, out / "model.safetensors", arch=cfg.arch,
+                             extra={"val_accuracy": f"{vacc:.5f}", "step": str(state["step"]),
+                                    "val_pairs": str(cfg.val_pairs)})
+            if vloss < state["best_loss"] * (1 - 1e-3):
+                state["best_loss"], state["bad_evals"] = vloss, 0
+            else:
+                state["bad_evals"] += 1
+                if state["bad_evals"] >= cfg.patience and state["lr"] / cfg.lr_drop >= cfg.min_lr:
+                    state["lr"] /= cfg.lr_drop
+                    state["bad_evals"] = 0
+                    for g in opt.param_groups:
+                        g["lr"] = state["lr"]
+                    rec["lr_dropped_to"] = state["lr"]
+            with log_path.open("a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            history.append(rec)
+            state["rng"] = rng.bit_generator.state
+            _save_checkpoint(out, model, opt, state)
+            rate = rec["pairs_seen"] / max(state["seconds"], 1e-9)
+            say(f"step {state['step']}/{cfg.steps}  train loss {rec['train_loss']:.4f}  "
+                f"val loss {vloss:.4f}  val acc {100 * vacc:.2f}%  lr {rec['lr']:g}  "
+                f"{rate:.0f} pairs/s  {state['seconds'] / 60:.1f} min")
+    return TrainResult(out, state["step"], state["best_accuracy"], state["best_step"],
+                       state["seconds"], history)
