@@ -84,7 +84,7 @@ def _add_fuse(sub) -> None:
     g.add_argument("--guided-radius", type=int, default=8, help="guided filter radius r")
     g.add_argument("--guided-eps", type=float, default=0.1, help="guided filter epsilon")
     g.add_argument("--levels", type=int, default=4, help="decomposition levels (dwt, dtcwt, laplacian, cnn-dtcwt)")
-    g.add_argument("--wavelet", default="db1", help="wavelet of the dwt method (PyWavelets name)")
+    g.add_argument("--wavelet", default=None, help="wavelet of the dwt method (PyWavelets name; default: the method's)")
     g.add_argument("--consistency", type=int, default=3,
                    help="window of the multiscale choice rule and its majority check (1: off)")
     g = p.add_argument_group("compute")

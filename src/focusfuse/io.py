@@ -112,8 +112,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, bit_depth: int = 
     if not path.parent.is_dir():
         raise ValueError(f"output folder {path.parent} does not exist; create it first")
     image = np.asarray(image)
-    if image.ndim not in (2, 3):
-        raise ValueError(f"image must be (H, W) or (H, W, C); got shape {image.shape}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ValueError(
+            f"image must be (H, W) gray or (H, W, 3 or 4) colour; got shape {image.shape}"
+        )
     top = 255 if bit_depth == 8 else 65535
     dtype = np.uint8 if bit_depth == 8 else np.uint16
     raw = np.floor(np.clip(image.astype(np.float64), 0.0, 1.0) * top + 0.5).astype(dtype)

@@ -40,28 +40,77 @@ def resolve_device(device: str) -> str:
     return device
 
 
+#: input rows/columns a score reads beyond its 16×16 window on each side: two 3×3
+#: convolutions at full resolution and one at half resolution (2 pixels) after pooling
+MARGIN = 4
+#: images with more pixels than this are scored in tiles unless told otherwise
+AUTO_TILE_PIXELS = 1024 * 1024
+#: side of a tile, in scores, when tiling
+DEFAULT_TILE = 256
+
+
+def _dense_scores(model: FocusNet, x: torch.Tensor, bf16: bool, device_type: str) -> torch.Tensor:
+    """Softmax score of the first image for a (2, 1, h, w) pair tensor: (h/2 − 7, w/2 − 7)."""
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+        feats = model.features(x)
+        logits = model.dense_head(torch.cat([feats[:1], feats[1:]], dim=1)).float()
+    return torch.softmax(logits, dim=1)[0, 1]
+
+
+def _tiles(n_scores: int, tile: int, n_pixels: int):
+    """(first score, end score, first input pixel, end input pixel) along one axis.
+
+    Score i reads input pixels 2i − 4 .. 2i + 19; a tile of scores [i0, i1) therefore needs
+    pixels [2·i0 − 4, 2·i1 + 18), clipped to the image (where the clipping reproduces the
+    image border's zero padding exactly). The crop starts at an even pixel, so the 2×2
+    pooling grid is the untiled one.
+    """
+    for i0 in range(0, n_scores, tile):
+        i1 = min(i0 + tile, n_scores)
+        yield i0, i1, max(STRIDE * i0 - MARGIN, 0), min(STRIDE * (i1 - 1) + PATCH + MARGIN, n_pixels)
+
+
 @torch.inference_mode()
 def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str = "auto",
-              device: str = "auto") -> np.ndarray:
+              device: str = "auto", tile: int | None = None) -> np.ndarray:
     """Scores (ceil(H/2) − 7, ceil(W/2) − 7), float32 in [0, 1]: P(window of ``a`` in focus).
 
     ``a`` and ``b`` are gray images (H, W) in [0, 1] of the same shape, at least 16×16.
+    ``tile``: score the image in tiles of ``tile``×``tile`` scores, which bounds the memory
+    whatever the image size and gives exactly the untiled map; ``None`` tiles images of more
+    than a megapixel with tiles of 256, ``0`` never tiles.
     """
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"score_map needs two gray images of one shape; got {a.shape} and {b.shape}")
     if min(a.shape) < PATCH:
         raise ValueError(f"images must be at least {PATCH}×{PATCH} pixels; got {a.shape[1]}×{a.shape[0]}")
+    if tile is not None and (not isinstance(tile, int) or tile < 0):
+        raise ValueError(f"tile must be None, 0 or a positive number of scores; got {tile!r}")
     device = resolve_device(device)
-    precision = resolve_precision(precision, device)
+    bf16 = resolve_precision(precision, device) == "bf16"
+    device_type = device.split(":")[0]
     model = model.to(device).eval()
-    x = torch.from_numpy(np.stack([a, b]).astype(np.float32))[:, None].to(device)
     if device == "cpu":
-        x = x.contiguous(memory_format=torch.channels_last)
         model = model.to(memory_format=torch.channels_last)
-    with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
-        feats = model.features(x)
-        logits = model.dense_head(torch.cat([feats[:1], feats[1:]], dim=1)).float()
-    return torch.softmax(logits, dim=1)[0, 1].cpu().numpy()
+    H, W = a.shape
+    h, w = (H + 1) // 2 - (PATCH // STRIDE - 1), (W + 1) // 2 - (PATCH // STRIDE - 1)
+    if tile is None:
+        tile = DEFAULT_TILE if H * W > AUTO_TILE_PIXELS else 0
+    if tile == 0:
+        tile = max(h, w)
+
+    def pair(y0, y1, x0, x1):
+        x = torch.from_numpy(np.stack([a[y0:y1, x0:x1], b[y0:y1, x0:x1]]).astype(np.float32))
+        x = x[:, None].to(device)
+        return x.contiguous(memory_format=torch.channels_last) if device == "cpu" else x
+
+    out = np.empty((h, w), np.float32)
+    for i0, i1, y0, y1 in _tiles(h, tile, H):
+        for j0, j1, x0, x1 in _tiles(w, tile, W):
+            s = _dense_scores(model, pair(y0, y1, x0, x1), bf16, device_type)
+            oy, ox = i0 - y0 // STRIDE, j0 - x0 // STRIDE
+            out[i0:i1, j0:j1] = s[oy:oy + i1 - i0, ox:ox + j1 - j0].cpu().numpy()
+    return out
 
 
 def _window_sum(up: np.ndarray, axis: int, length: int) -> np.ndarray:

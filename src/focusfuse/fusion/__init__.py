@@ -48,7 +48,7 @@ def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Path | None = None,
          model=None, min_region: float = 0.01, guided_radius: int = 8, guided_eps: float = 0.1,
-         precision: str = "auto", device: str = "auto", levels: int = 4, wavelet: str = "db1",
+         precision: str = "auto", device: str = "auto", levels: int = 4, wavelet: str | None = None,
          consistency: int = 3) -> FusionResult:
     """Fuse two or more sources of one scene focused at different depths.
 
@@ -61,7 +61,7 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
       "auto", "bf16" or "fp32" and ``device`` "auto", "cpu" or "cuda";
     - ``"dwt"``, ``"dtcwt"``, ``"laplacian"``: multiscale transforms with ``levels`` levels,
       low band averaged, high bands by windowed maximum absolute value with a majority
-      check over ``consistency`` × ``consistency`` (``wavelet`` for the DWT);
+      check over ``consistency`` × ``consistency`` (``wavelet``: the DWT's, None for its default);
     - ``"cnn-dtcwt"``: the CNN's decision map weighs the DTCWT sub-bands of the sources at
       every level.
 
@@ -75,8 +75,8 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
         from focusfuse.fusion import multiscale
 
         if method == "dwt":
-            fused = multiscale.fuse_dwt(images, wavelet=wavelet, levels=levels,
-                                        consistency=consistency)
+            extra = {"wavelet": wavelet} if wavelet else {}
+            fused = multiscale.fuse_dwt(images, levels=levels, consistency=consistency, **extra)
         elif method == "dtcwt":
             fused = multiscale.fuse_dtcwt(images, levels=levels, consistency=consistency)
         else:

@@ -9,7 +9,8 @@ model's docs say which value it used and why.
 A run lives in one folder: ``log.jsonl`` (one JSON object per evaluation),
 ``checkpoint.safetensors`` + ``state.json`` (written atomically after every
 evaluation; a run started again on the same folder resumes from them) and
-``model.safetensors``, the weights with the best validation accuracy so far.
+``model.safetensors``, the weights with the best validation accuracy so far (ties broken
+by the lower validation loss).
 """
 
 from __future__ import annotations
@@ -217,8 +218,10 @@ def train(cfg: TrainConfig, *, progress: Callable[[str], None] | None = None) ->
                    "train_loss": running / n_running, "val_loss": vloss, "val_accuracy": vacc,
                    "lr": state["lr"], "seconds": round(state["seconds"], 1)}
             running, n_running = 0.0, 0
-            if vacc > state["best_accuracy"]:
+            # best: highest accuracy, ties broken by the lower validation loss
+            if (vacc, -vloss) > (state["best_accuracy"], -state.get("best_saved_loss", math.inf)):
                 state["best_accuracy"], state["best_step"] = vacc, state["step"]
+                state["best_saved_loss"] = vloss
                 save_weights(model, out / "model.safetensors", arch=cfg.arch,
                              extra={"val_accuracy": f"{vacc:.5f}", "step": str(state["step"]),
                                     "val_pairs": str(cfg.val_pairs)})

@@ -1,0 +1,204 @@
+"""Tests of focusfuse.models: the registry, shapes, weight files, the authors' .mat layout."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from focusfuse.models import (MODELS, FocusNet, create_model, default_weights_path,
+                              load_matlab_weights, load_weights, save_weights)
+
+
+def _pair(n: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, h, w, generator=g), torch.rand(n, 1, h, w, generator=g)
+
+
+# smoke ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_create_model(name):
+    model = create_model(name)
+    assert isinstance(model, FocusNet)
+    assert (model.fc1 is not None) == (name == "paper")
+
+
+def test_registry_holds_both_layouts():
+    assert {"paper", "released"} <= set(MODELS)
+
+
+# shapes --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_patch_logits_shape_and_finite(name):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    a, b = _pair(5, 16, 16)
+    with torch.no_grad():
+        logits = model(a, b)
+    assert logits.shape == (5, 2)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("h,w", [(40, 37), (16, 16), (33, 50)])
+def test_dense_logits_shape(name, h, w):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    a, b = _pair(2, h, w)
+    with torch.no_grad():
+        logits = model.dense_logits(a, b)
+    # one score per 16×16 window at stride 2 (odd sizes padded at the end by the pooling)
+    assert logits.shape == (2, 2, math.ceil(h / 2) - 7, math.ceil(w / 2) - 7)
+    assert torch.isfinite(logits).all()
+
+
+def test_parameter_counts():
+    # paper: 3·3·(1·64 + 64·128 + 128·256) + (64 + 128 + 256) conv parameters,
+    # fc1 512·8·8·256 + 256, fc2 256·2 + 2; released: fc2 512·8·8·2 + 2
+    conv = 9 * (64 + 64 * 128 + 128 * 256) + 64 + 128 + 256
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(create_model("paper")) == conv + 32768 * 256 + 256 + 256 * 2 + 2
+    assert n(create_model("released")) == conv + 32768 * 2 + 2
+
+
+# errors --------------------------------------------------------------------------------
+
+def test_unknown_model_lists_names():
+    with pytest.raises(ValueError, match="paper, released"):
+        create_model("resnet")
+
+
+def test_load_missing_weights_file(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_weights(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.parametrize("name", ["weights.safetensors", "weights.mat", "weights.txt"])
+def test_load_non_weights_file(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"not a weights file at all\n" * 10)
+    with pytest.raises(ValueError, match=name):
+        load_weights(path)
+
+
+def test_load_mat_without_model_variables(tmp_path):
+    from scipy.io import savemat
+
+    savemat(tmp_path / "other.mat", {"weights_b1_1": np.zeros((9, 64), np.float32)})
+    with pytest.raises(ValueError, match="missing"):
+        load_weights(tmp_path / "other.mat")
+
+
+def test_load_safetensors_with_unknown_arch(tmp_path):
+    path = save_weights(create_model("released"), tmp_path / "w.safetensors", arch="vgg")
+    with pytest.raises(ValueError, match="no known architecture"):
+        load_weights(path)
+
+
+def test_load_safetensors_with_wrong_arch(tmp_path):
+    # released weights labelled as the paper's layout do not fit
+    path = save_weights(create_model("released"), tmp_path / "w.safetensors", arch="paper")
+    with pytest.raises(ValueError, match="does not fit"):
+        load_weights(path)
+
+
+def test_load_default_weights_when_none_shipped():
+    # load_weights(None) loads the shipped model; without one it says the file is missing
+    if default_weights_path().is_file():
+        assert isinstance(load_weights(None), FocusNet)
+    else:
+        with pytest.raises(ValueError, match="does not exist"):
+            load_weights(None)
+
+
+# invariants ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_save_load_round_trip(tmp_path, name):
+    torch.manual_seed(1)
+    model = create_model(name).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # non-zero biases too
+            p.add_(0.01 * torch.randn_like(p))
+    path = save_weights(model, tmp_path / "w.safetensors", arch=name, extra={"step": "7"})
+    assert not list(tmp_path.glob("*.tmp"))
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata()
+    assert meta["arch"] == name and meta["format"] == "focusfuse" and meta["step"] == "7"
+
+    loaded = load_weights(path)
+    assert not loaded.training
+    a, b = _pair(3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(a, b), loaded(a, b))
+        assert torch.equal(model.dense_logits(*_pair(1, 30, 24)), loaded.dense_logits(*_pair(1, 30, 24)))
+
+
+def test_swapping_inputs_changes_logits():
+    # the network is siamese but the two branches land in different halves of the head
+    torch.manual_seed(0)
+    model = create_model("released").eval()
+    a, b = _pair(4, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(model(a, b), model(b, a))
+
+
+# reference values: the authors' .mat layout ----------------------------------------------
+
+@pytest.mark.shared
+def test_mat_kernel_layout(mat_weights):
+    from scipy.io import loadmat
+
+    raw = loadmat(str(mat_weights))
+    model = load_matlab_weights(mat_weights)
+    assert model.fc1 is None  # the released layout
+    w1 = model.conv1.weight.detach().numpy()  # (64, 1, 3, 3)
+    w2 = model.conv2.weight.detach().numpy()  # (128, 64, 3, 3)
+    w3 = model.conv3.weight.detach().numpy()  # (256, 128, 3, 3)
+    wo = model.fc2.weight.detach().numpy().reshape(2, 512, 8, 8)
+    # shared/README.md: kernel element (r, c) at index r + 3c (column-major), output (r, c)
+    # at r + 8c; checked element by element against the raw loadmat arrays
+    for (o, r, c) in [(0, 0, 1), (5, 2, 0), (63, 1, 2)]:
+        assert w1[o, 0, r, c] == raw["weights_b1_1"][r + 3 * c, o]
+    for (o, i, r, c) in [(3, 7, 0, 2), (127, 63, 2, 1), (10, 0, 1, 0)]:
+        assert w2[o, i, r, c] == raw["weights_b1_2"][i, r + 3 * c, o]
+    for (o, i, r, c) in [(200, 100, 2, 0), (0, 127, 0, 2)]:
+        assert w3[o, i, r, c] == raw["weights_b1_3"][i, r + 3 * c, o]
+    for (k, ch, r, c) in [(1, 300, 1, 6), (0, 0, 7, 0), (1, 511, 2, 5)]:
+        assert wo[k, ch, r, c] == raw["weights_output"][ch, r + 8 * c, k]
+    # the layouts are not symmetric: the transposed reading would differ
+    assert not np.array_equal(w1[:, 0], w1[:, 0].transpose(0, 2, 1))
+    # biases of the three conv layers are loaded; the authors add no output bias
+    np.testing.assert_array_equal(model.conv1.bias.detach().numpy(), raw["biases_b1_1"].ravel())
+    np.testing.assert_array_equal(model.conv2.bias.detach().numpy(), raw["biases_b1_2"].ravel())
+    np.testing.assert_array_equal(model.conv3.bias.detach().numpy(), raw["biases_b1_3"].ravel())
+    assert np.any(raw["biases_b1_1"] != 0)
+    np.testing.assert_array_equal(model.fc2.bias.detach().numpy(), [0.0, 0.0])
+
+
+@pytest.mark.shared
+def test_mat_first_layer_against_numpy_correlation(mat_weights):
+    # conv1 + ReLU computed by hand from the raw .mat arrays: a correlation with zero
+    # padding 1, kernel element (r, c) at index r + 3c
+    from scipy.io import loadmat
+
+    raw = loadmat(str(mat_weights))
+    model = load_weights(mat_weights)
+    x = np.random.default_rng(0).random((9, 11)).astype(np.float32)
+    padded = np.pad(x.astype(np.float64), 1)
+    w = raw["weights_b1_1"].astype(np.float64)  # (9, 64)
+    expected = np.zeros((64, 9, 11))
+    for r in range(3):
+        for c in range(3):
+            expected += w[r + 3 * c][:, None, None] * padded[None, r:r + 9, c:c + 11]
+    expected = np.maximum(expected + raw["biases_b1_1"].astype(np.float64).reshape(64, 1, 1), 0)
+    with torch.no_grad():
+        got = torch.relu(model.conv1(torch.from_numpy(x)[None, None]))[0].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
