@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import focusfuse.metrics as fm
+from focusfuse.machine import machine_info as _machine_info
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LYTRO = SHARED / "data" / "lytro" / "pairs"
@@ -54,43 +53,7 @@ def load_triplet() -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
 
 
 def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    import scipy
-
-    info = {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": usable,
-        "thread_env": {
-            k: os.environ[k]
-            for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-            if k in os.environ
-        },
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "platform": platform.platform(),
-    }
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["threadpools"] = [
-            {k: p.get(k) for k in ("user_api", "internal_api", "num_threads")} for p in threadpool_info()
-        ]
-    except ImportError:
-        pass
-    return info
+    return _machine_info()
 
 
 def time_call(fn, runs: int) -> dict:

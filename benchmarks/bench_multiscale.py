@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pywt
-import scipy
 from scipy.ndimage import gaussian_filter
 
 from focusfuse.fusion.multiscale import fuse_dtcwt, fuse_dwt, fuse_laplacian
+from focusfuse.machine import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIR = ROOT.parent / "shared" / "data" / "lytro" / "pairs"
@@ -52,28 +50,8 @@ def load_pair() -> tuple[list[np.ndarray], str]:
 
 
 def machine() -> dict:
-    flags = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = " ".join(f for f in line.split(":", 1)[1].split()
-                                 if f in ("avx", "avx2", "avx512f", "fma", "sse4_2", "neon"))
-                break
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return {
-        "cpu": locals().get("model", platform.processor()),
-        "cpu_flags": flags,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "pywavelets": pywt.__version__,
-        "opencv": cv2.__version__,
-        "opencv_threads": cv2.getNumThreads(),
-    }
+    return {**machine_info(), "pywavelets": pywt.__version__, "opencv": cv2.__version__,
+            "opencv_threads": cv2.getNumThreads()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -83,7 +84,8 @@ def _add_fuse(sub) -> None:
                    help="small-region removal area, as a fraction of the image (0: off)")
     g.add_argument("--guided-radius", type=int, default=8, help="guided filter radius r")
     g.add_argument("--guided-eps", type=float, default=0.1, help="guided filter epsilon")
-    g.add_argument("--levels", type=int, default=4, help="decomposition levels (dwt, dtcwt, laplacian, cnn-dtcwt)")
+    g.add_argument("--levels", type=int, default=None,
+                   help="decomposition levels of dwt, dtcwt, laplacian, cnn-dtcwt (default: 5)")
     g.add_argument("--wavelet", default=None, help="wavelet of the dwt method (PyWavelets name; default: the method's)")
     g.add_argument("--consistency", type=int, default=3,
                    help="window of the multiscale choice rule and its majority check (1: off)")
@@ -256,11 +258,52 @@ def _run_metrics(args) -> int:
     return 0
 
 
+def _add_convert(sub) -> None:
+    p = sub.add_parser(
+        "convert-weights", help="convert classifier weights (.mat or .safetensors) to safetensors",
+        description="Read focusfuse safetensors weights or the authors' cnnmodel.mat and write "
+                    "them as focusfuse safetensors, optionally in float16 (half the size).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("source", help="weights to read (.safetensors or the authors' .mat)")
+    p.add_argument("output", help="safetensors file to write")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+
+
+def _run_convert(args) -> int:
+    from pathlib import Path
+
+    import torch
+    from safetensors import safe_open
+
+    from focusfuse.models import load_weights, save_weights
+
+    src, out = Path(args.source), Path(args.output)
+    if out.suffix.lower() != ".safetensors":
+        raise UserError(f"output {out}: must end in .safetensors")
+    if not out.parent.is_dir():
+        raise UserError(f"output folder {out.parent} does not exist; create it first")
+    if out.exists() and (src.exists() and out.samefile(src)):
+        raise UserError(f"output {out} is also the input; choose another output file")
+    if out.exists() and not args.overwrite:
+        raise UserError(f"output {out} exists; pass --overwrite to replace it")
+    model = load_weights(src)
+    extra = {"converted_from": src.name}
+    if src.suffix.lower() == ".safetensors":
+        with safe_open(str(src), framework="pt") as fh:
+            extra = {**(fh.metadata() or {}), **extra}
+    extra.pop("arch", None)
+    save_weights(model, out, extra=extra, dtype=getattr(torch, args.dtype))
+    print(f"wrote {out} ({args.dtype})")
+    return 0
+
+
 COMMANDS = {
     "fuse": (_add_fuse, _run_fuse),
     "demo": (_add_demo, _run_demo),
     "metrics": (_add_metrics, _run_metrics),
     "train": (_add_train, _run_train),
+    "convert-weights": (_add_convert, _run_convert),
 }
 
 

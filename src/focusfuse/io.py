@@ -112,6 +112,11 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, bit_depth: int = 
     if not path.parent.is_dir():
         raise ValueError(f"output folder {path.parent} does not exist; create it first")
     image = np.asarray(image)
+    if not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(
+            f"image must be float in [0, 1]; got dtype {image.dtype}; "
+            "divide by 255 (8 bit) or 65535 (16 bit) first"
+        )
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise ValueError(
             f"image must be (H, W) gray or (H, W, 3 or 4) colour; got shape {image.shape}"
@@ -135,6 +140,9 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, bit_depth: int = 
             if not ok:
                 raise ValueError(f"output {path}: could not encode the image as {suffix}")
             buf.tofile(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

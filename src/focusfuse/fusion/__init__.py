@@ -48,7 +48,8 @@ def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Path | None = None,
          model=None, min_region: float = 0.01, guided_radius: int = 8, guided_eps: float = 0.1,
-         precision: str = "auto", device: str = "auto", levels: int = 4, wavelet: str | None = None,
+         precision: str = "auto", device: str = "auto", levels: int | None = None,
+         wavelet: str | None = None,
          consistency: int = 3) -> FusionResult:
     """Fuse two or more sources of one scene focused at different depths.
 
@@ -59,9 +60,10 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
       ``min_region`` is the small-region removal area as a fraction of the image (0: off),
       ``guided_radius`` / ``guided_eps`` the guided filter's r and ε; ``precision`` is
       "auto", "bf16" or "fp32" and ``device`` "auto", "cpu" or "cuda";
-    - ``"dwt"``, ``"dtcwt"``, ``"laplacian"``: multiscale transforms with ``levels`` levels,
-      low band averaged, high bands by windowed maximum absolute value with a majority
-      check over ``consistency`` × ``consistency`` (``wavelet``: the DWT's, None for its default);
+    - ``"dwt"``, ``"dtcwt"``, ``"laplacian"``: multiscale transforms with ``levels`` levels
+      (None: 5, see :mod:`focusfuse.fusion.multiscale`), low band averaged, high bands by
+      windowed maximum absolute value with a majority check over ``consistency`` ×
+      ``consistency``; ``wavelet`` is the DWT's (None: CDF 9/7, "bior4.4");
     - ``"cnn-dtcwt"``: the CNN's decision map weighs the DTCWT sub-bands of the sources at
       every level.
 
@@ -71,16 +73,21 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
     images = check_images(images)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    # the multiscale functions' own defaults apply to what the caller leaves as None
+    options = {"consistency": consistency}
+    if levels is not None:
+        options["levels"] = levels
     if method in ("dwt", "dtcwt", "laplacian"):
         from focusfuse.fusion import multiscale
 
         if method == "dwt":
-            extra = {"wavelet": wavelet} if wavelet else {}
-            fused = multiscale.fuse_dwt(images, levels=levels, consistency=consistency, **extra)
+            if wavelet is not None:
+                options["wavelet"] = wavelet
+            fused = multiscale.fuse_dwt(images, **options)
         elif method == "dtcwt":
-            fused = multiscale.fuse_dtcwt(images, levels=levels, consistency=consistency)
+            fused = multiscale.fuse_dtcwt(images, **options)
         else:
-            fused = multiscale.fuse_laplacian(images, levels=levels, consistency=consistency)
+            fused = multiscale.fuse_laplacian(images, **options)
         return FusionResult(fused, method, [])
 
     from focusfuse.fusion.cnn import fuse_pair_cnn
@@ -98,6 +105,7 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
             fused = pixel_fused
         else:  # "cnn-dtcwt": the decision map weighs every sub-band
             weight = np.clip(maps.decision, 0.0, 1.0)
-            fused = fuse_dtcwt([fused.astype(np.float32), nxt], levels=levels, decision=weight)
+            fused = fuse_dtcwt([fused.astype(np.float32), nxt], decision=weight,
+                               **{k: v for k, v in options.items() if k == "levels"})
         steps.append(maps)
     return FusionResult(np.clip(fused, 0.0, 1.0).astype(np.float32), method, steps)

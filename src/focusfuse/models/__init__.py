@@ -20,7 +20,7 @@ import torch
 from focusfuse.models.focusnet import PATCH, STRIDE, FocusNet
 
 __all__ = ["FocusNet", "PATCH", "STRIDE", "MODELS", "DEFAULT_WEIGHTS", "create_model",
-           "default_weights_path", "load_matlab_weights", "load_weights", "save_weights"]
+           "arch_of", "default_weights_path", "load_matlab_weights", "load_weights", "save_weights"]
 
 MODELS: dict[str, Callable[[], FocusNet]] = {
     "paper": lambda: FocusNet(hidden=256),
@@ -43,13 +43,26 @@ def default_weights_path() -> Path:
     return Path(str(resources.files("focusfuse") / "weights" / DEFAULT_WEIGHTS))
 
 
-def save_weights(model: FocusNet, path: str | Path, *, arch: str, extra: dict | None = None) -> Path:
-    """Save ``model`` as safetensors with its architecture name in the metadata."""
+def arch_of(model: FocusNet) -> str:
+    """The registry name of a model's architecture."""
+    for name, make in MODELS.items():
+        ref = make()
+        if ref.hidden == model.hidden and ref.widths == model.widths:
+            return name
+    raise ValueError("this model's layout is not a registered architecture")
+
+
+def save_weights(model: FocusNet, path: str | Path, *, arch: str | None = None,
+                 extra: dict | None = None, dtype: torch.dtype = torch.float32) -> Path:
+    """Save ``model`` as safetensors with its architecture name in the metadata.
+
+    ``dtype=torch.float16`` halves the file; loading casts back to float32.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
-    meta = {"format": "focusfuse", "arch": arch, **(extra or {})}
-    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": "focusfuse", "arch": arch or arch_of(model), **(extra or {})}
+    tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)
@@ -103,7 +116,12 @@ def load_weights(path: str | Path | None = None) -> FocusNet:
 
     ``None`` loads the shipped model.
     """
-    path = default_weights_path() if path is None else Path(path)
+    if path is None:
+        path = default_weights_path()
+        if not path.is_file():
+            raise ValueError(f"the shipped model {path} is missing; reinstall focusfuse or "
+                             "pass weights (--weights FILE)")
+    path = Path(path)
     if not path.is_file():
         raise ValueError(f"weights file {path} does not exist; check --weights")
     if path.suffix.lower() == ".mat":
@@ -123,7 +141,7 @@ def load_weights(path: str | Path | None = None) -> FocusNet:
         raise ValueError(f"weights file {path}: metadata names no known architecture ({arch!r})")
     model = create_model(arch)
     try:
-        model.load_state_dict(tensors)
+        model.load_state_dict({k: v.float() for k, v in tensors.items()})
     except RuntimeError as exc:
         raise ValueError(f"weights file {path} does not fit the {arch!r} model: {exc}") from None
     return model.eval()
