@@ -38,6 +38,22 @@ def mat_model(mat_weights):
     return load_weights(mat_weights)
 
 
+@pytest.fixture(scope="session")
+def shipped_model():
+    """The model that ships inside the package (always present)."""
+    from focusfuse.models import load_weights
+
+    return load_weights()
+
+
+@pytest.fixture(scope="session", params=["shipped", "authors"])
+def any_model(request):
+    """Each model in turn: the shipped one, then the authors' (skipped without ../shared)."""
+    if request.param == "shipped":
+        return request.getfixturevalue("shipped_model")
+    return request.getfixturevalue("mat_model")
+
+
 def texture(shape=(48, 48), seed: int = 0) -> np.ndarray:
     """A random texture in [0, 1] with structure at several scales (float32)."""
     rng = np.random.default_rng(seed)
