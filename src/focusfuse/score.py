@@ -49,11 +49,20 @@ AUTO_TILE_PIXELS = 1024 * 1024
 DEFAULT_TILE = 256
 
 
-def _dense_scores(model: FocusNet, x: torch.Tensor, bf16: bool, device_type: str) -> torch.Tensor:
+#: the spectral (FFT) head is used on the CPU when the score map has at least this many
+#: scores; below that the direct convolution is as fast
+SPECTRAL_MIN_SCORES = 32 * 32
+
+
+def _dense_scores(model: FocusNet, x: torch.Tensor, bf16: bool, device_type: str,
+                  spectral: bool) -> torch.Tensor:
     """Softmax score of the first image for a (2, 1, h, w) pair tensor: (h/2 − 7, w/2 − 7)."""
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
         feats = model.features(x)
-        logits = model.dense_head(torch.cat([feats[:1], feats[1:]], dim=1)).float()
+        pair = torch.cat([feats[:1], feats[1:]], dim=1)
+        n_scores = (pair.shape[2] - 7) * (pair.shape[3] - 7)
+        use_fft = spectral and model.fc1 is not None and n_scores >= SPECTRAL_MIN_SCORES
+        logits = model.dense_head(pair, spectral=use_fft).float()
     return torch.softmax(logits, dim=1)[0, 1]
 
 
@@ -72,13 +81,16 @@ def _tiles(n_scores: int, tile: int, n_pixels: int):
 
 @torch.inference_mode()
 def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str = "auto",
-              device: str = "auto", tile: int | None = None) -> np.ndarray:
+              device: str = "auto", tile: int | None = None, head: str = "auto") -> np.ndarray:
     """Scores (ceil(H/2) − 7, ceil(W/2) − 7), float32 in [0, 1]: P(window of ``a`` in focus).
 
     ``a`` and ``b`` are gray images (H, W) in [0, 1] of the same shape, at least 16×16.
     ``tile``: score the image in tiles of ``tile``×``tile`` scores, which bounds the memory
     whatever the image size and gives exactly the untiled map; ``None`` tiles images of more
-    than a megapixel with tiles of 256, ``0`` never tiles.
+    than a megapixel with tiles of 256, ``0`` never tiles. ``head``: how the 256-unit layer
+    of the paper's network is applied: ``"direct"`` (an 8×8 convolution), ``"fft"``
+    (overlap-save FFT in float32, the same scores several times faster on a CPU) or
+    ``"auto"`` (fft on the CPU, direct on a GPU).
     """
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"score_map needs two gray images of one shape; got {a.shape} and {b.shape}")
@@ -86,8 +98,11 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
         raise ValueError(f"images must be at least {PATCH}×{PATCH} pixels; got {a.shape[1]}×{a.shape[0]}")
     if tile is not None and (not isinstance(tile, int) or tile < 0):
         raise ValueError(f"tile must be None, 0 or a positive number of scores; got {tile!r}")
+    if head not in ("auto", "direct", "fft"):
+        raise ValueError(f"head must be 'auto', 'direct' or 'fft'; got {head!r}")
     device = resolve_device(device)
     bf16 = resolve_precision(precision, device) == "bf16"
+    spectral = head == "fft" or (head == "auto" and device == "cpu")
     device_type = device.split(":")[0]
     model = model.to(device).eval()
     if device == "cpu":
@@ -107,7 +122,7 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
     out = np.empty((h, w), np.float32)
     for i0, i1, y0, y1 in _tiles(h, tile, H):
         for j0, j1, x0, x1 in _tiles(w, tile, W):
-            s = _dense_scores(model, pair(y0, y1, x0, x1), bf16, device_type)
+            s = _dense_scores(model, pair(y0, y1, x0, x1), bf16, device_type, spectral)
             oy, ox = i0 - y0 // STRIDE, j0 - x0 // STRIDE
             out[i0:i1, j0:j1] = s[oy:oy + i1 - i0, ox:ox + j1 - j0].cpu().numpy()
     return out

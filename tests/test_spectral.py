@@ -1,0 +1,63 @@
+"""The FFT (spectral) head gives the direct convolution's scores."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from focusfuse.models import create_model
+from focusfuse.models.focusnet import spectral_conv2d, spectral_weight
+from focusfuse.score import score_map
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (9, 30), (40, 33)])
+@pytest.mark.parametrize("tile", [16, 24])
+def test_spectral_conv_equals_conv2d(shape, tile):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, *shape, generator=g)
+    w = torch.randn(3, 5, 8, 8, generator=g)
+    b = torch.randn(3, generator=g)
+    got = spectral_conv2d(x, spectral_weight(w, tile), b, 8, tile)
+    want = F.conv2d(x, w, b)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+
+
+def test_spectral_conv_is_correlation_not_convolution():
+    """A kernel that is not symmetric tells correlation from convolution."""
+    x = torch.zeros(1, 1, 12, 12)
+    x[0, 0, 4, 4] = 1.0
+    w = torch.zeros(1, 1, 8, 8)
+    w[0, 0, 0, 1] = 1.0
+    got = spectral_conv2d(x, spectral_weight(w), None, 8)
+    # correlation: out[y, x] = sum w[i, j] x[y + i, x + j] -> the 1 lands at (4, 3)
+    assert got[0, 0, 4, 3] == pytest.approx(1.0, abs=1e-5)
+    assert float(got.abs().sum()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_score_map_heads_agree():
+    torch.manual_seed(0)
+    model = create_model("paper").eval()
+    rng = np.random.default_rng(0)
+    a = rng.random((90, 101)).astype(np.float32)
+    b = rng.random((90, 101)).astype(np.float32)
+    direct = score_map(model, a, b, precision="fp32", device="cpu", head="direct")
+    fft = score_map(model, a, b, precision="fp32", device="cpu", head="fft")
+    np.testing.assert_allclose(fft, direct, rtol=0, atol=1e-5)
+
+
+def test_spectral_cache_follows_the_weights():
+    torch.manual_seed(0)
+    model = create_model("paper").eval()
+    first = model._spectral_fc1()
+    with torch.no_grad():
+        model.fc1.weight.mul_(2.0)
+    second = model._spectral_fc1()
+    torch.testing.assert_close(second, 2.0 * first)
+
+
+def test_bad_head_is_refused():
+    model = create_model("released")
+    a = np.zeros((32, 32), np.float32)
+    with pytest.raises(ValueError, match="head"):
+        score_map(model, a, a, head="winograd")
