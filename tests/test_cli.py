@@ -181,7 +181,8 @@ def test_save_steps_writes_every_map(tmp_path, capsys, mat_weights):
     assert code == 0
     assert "wrote 5 intermediate maps" in capsys.readouterr().out
     names = sorted(p.name for p in steps.iterdir())
-    assert names == ["binary.png", "decision.png", "focus.png", "refined.png", "score.png"]
+    assert names == ["binary.png", "decision.png", "features-conv1.png", "features-conv2.png",
+                     "features-conv3.png", "focus.png", "refined.png", "score.png"]
     assert read_image(steps / "score.png").shape == (17, 17)  # ceil(48/2) − 7
     assert read_image(steps / "decision.png").shape == (48, 48)
     assert set(np.unique(read_image(steps / "binary.png"))) <= {0.0, 1.0}
@@ -193,8 +194,9 @@ def test_save_steps_of_three_images(tmp_path, capsys, mat_weights):
     steps = tmp_path / "steps"
     assert main(["fuse", *map(str, srcs), "-o", str(tmp_path / "f.png"), "--weights",
                  str(mat_weights), "--save-steps", str(steps), *CNN]) == 0
-    names = sorted(p.name for p in steps.iterdir())
+    names = sorted(p.name for p in steps.iterdir() if not p.name.startswith("features-"))
     assert len(names) == 10 and names[0] == "step1-binary.png" and names[-1] == "step2-score.png"
+    assert len(list(steps.glob("features-conv*.png"))) == 3  # one picture per conv layer
 
 
 @pytest.mark.shared

@@ -95,7 +95,9 @@ def _add_fuse(sub) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu or cuda")
     g = p.add_argument_group("output")
     g.add_argument("--save-steps", default=None, metavar="DIR",
-                   help="also write every intermediate map (score, focus, binary, refined, decision)")
+                   help="also write every intermediate map (score, focus, binary, refined, "
+                        "decision) and, for the CNN methods, feature maps of each convolutional "
+                        "layer (features-conv1.png ..: a row per source, 4 channels)")
     g.add_argument("--bit-depth", type=int, choices=[8, 16], default=None,
                    help="output bit depth (default: 16 if any input is 16 bit, else 8)")
 
@@ -132,6 +134,34 @@ def save_steps(result, folder: Path) -> list[Path]:
     return written
 
 
+#: feature maps of images larger than this (per side) are computed on the central crop
+FEATURES_MAX_SIDE = 1024
+
+
+def save_features(sources, model, folder: Path, *, channels: int = 4) -> tuple[list[Path], str]:
+    """Write ``features-conv1.png`` .. ``features-conv3.png``: for each convolutional layer of
+    ``model``, a row per source and ``channels`` channels (those that vary most), each
+    channel scaled to [0, 1] over all sources. Large images are cropped to their central
+    ``FEATURES_MAX_SIDE`` square. Returns the files and a note on the crop ("" if none)."""
+    from focusfuse.color import to_gray
+    from focusfuse.io import write_image
+    from focusfuse.visualize import feature_grid
+
+    grays = [to_gray(s) for s in sources]
+    h, w = grays[0].shape
+    note = ""
+    if max(h, w) > FEATURES_MAX_SIDE:
+        ch, cw = min(h, FEATURES_MAX_SIDE), min(w, FEATURES_MAX_SIDE)
+        y, x = (h - ch) // 2 // 2 * 2, (w - cw) // 2 // 2 * 2
+        grays = [g[y:y + ch, x:x + cw] for g in grays]
+        note = f" (central {cw}×{ch} crop)"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for layer, (picture, _) in feature_grid(grays, model, k=channels).items():
+        written.append(write_image(folder / f"features-{layer}.png", picture))
+    return written, note
+
+
 def _run_fuse(args) -> int:
     from pathlib import Path
 
@@ -157,8 +187,13 @@ def _run_fuse(args) -> int:
         desc = ", ".join(f"{p.name} {im.pixels.shape[1]}×{im.pixels.shape[0]}"
                          for p, im in zip(inputs, images))
         raise UserError(f"images must have the same size; got {desc}; align or crop them first")
+    model = None
+    if args.method in ("cnn", "cnn-dtcwt"):
+        from focusfuse.models import load_weights
+
+        model = load_weights(args.weights)  # loaded once: for fusing and the feature maps
     result = fuse([im.pixels for im in images], method=args.method, weights=args.weights,
-                  min_region=args.min_region, guided_radius=args.guided_radius,
+                  model=model, min_region=args.min_region, guided_radius=args.guided_radius,
                   guided_eps=args.guided_eps, precision=args.precision, device=args.device,
                   levels=args.levels, wavelet=args.wavelet, consistency=args.consistency)
     depth = args.bit_depth or (16 if any(im.bit_depth > 8 for im in images) else 8)
@@ -167,6 +202,9 @@ def _run_fuse(args) -> int:
     if args.save_steps:
         n = len(save_steps(result, Path(args.save_steps)))
         print(f"wrote {n} intermediate maps to {args.save_steps}")
+        if model is not None:
+            files, note = save_features([im.pixels for im in images], model, Path(args.save_steps))
+            print(f"wrote {len(files)} feature-map pictures{note} to {args.save_steps}")
     return 0
 
 
@@ -298,12 +336,83 @@ def _run_convert(args) -> int:
     return 0
 
 
+def _add_bench(sub) -> None:
+    from focusfuse.bench import SPEC_HELP
+    from focusfuse.fusion import METHODS
+
+    p = sub.add_parser(
+        "bench", help="run methods over a folder of pairs: quality, speed, report",
+        description="Run fusion methods on every pair of a folder (NAME-A.ext + NAME-B.ext), "
+                    "time them (one warm-up per method, then each pair; median and spread), "
+                    "score the fused images with the eight metrics, and write per-image and "
+                    "average CSV, a Markdown table, a self-contained HTML report and figures. "
+                    "With --reference, published fused images (REFERENCE/METHOD/NAME.png) are "
+                    "scored the same way and shown beside ours. Finished pairs are cached in "
+                    "OUT: running the same command again resumes an interrupted run.",
+        epilog="example: focusfuse bench --pairs lytro/pairs --out runs/bench "
+               "--methods cnn,cnn@authors:fp32,dwt,dtcwt --weights authors=liu2016-cnnmodel.mat "
+               "--reference liu2020-survey/lytro",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--pairs", required=True, metavar="DIR",
+                   help="folder of source pairs named NAME-A.ext and NAME-B.ext")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for the report, figures and the cache of finished pairs")
+    g = p.add_argument_group("methods")
+    g.add_argument("--methods", default=",".join(METHODS),
+                   help=SPEC_HELP.format(methods=", ".join(METHODS)))
+    g.add_argument("--weights", action="append", default=[], metavar="NAME=FILE",
+                   help="name a weights file for use as METHOD@NAME (repeatable)")
+    g.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                   help="network precision of CNN methods that name none (auto: bf16 where "
+                        "the CPU or GPU has it)")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    g = p.add_argument_group("data")
+    g.add_argument("--reference", default=None, metavar="DIR",
+                   help="published results: a folder per method with NAME.png fused images, "
+                        "and optionally metrics.csv (columns pair, method, QMI .. QCV)")
+    g.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N pairs")
+    g.add_argument("--refresh", action="store_true", help="redo pairs already in the cache")
+    g = p.add_argument_group("report")
+    g.add_argument("--show", default="2", metavar="N|NAMES",
+                   help="pairs shown in the figures: how many of the first, or names "
+                        "(comma-separated)")
+    g.add_argument("--features-pair", default=None, metavar="NAME",
+                   help="pair whose feature maps are shown (default: the first shown)")
+    g.add_argument("--title", default=None, help="report title")
+    g.add_argument("--no-figures", action="store_true", help="tables only (no matplotlib)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_bench(args) -> int:
+    from focusfuse.bench import parse_methods, run_bench, write_report
+
+    weights = {}
+    for item in args.weights:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--weights {item!r}: expected NAME=FILE, e.g. "
+                            "--weights authors=liu2016-cnnmodel.mat")
+        weights[name] = path
+    specs = parse_methods(args.methods, weights=weights, precision=args.precision)
+    show = args.show.strip()
+    show = int(show) if show.isdigit() else [s.strip() for s in show.split(",") if s.strip()]
+    bench = run_bench(args.pairs, specs, args.out, reference=args.reference, device=args.device,
+                      refresh=args.refresh, progress=not args.quiet, limit=args.limit)
+    paths = write_report(bench, args.out, show=show, features_pair=args.features_pair,
+                         title=args.title, figures=not args.no_figures)
+    print(f"benchmarked {len(specs)} method(s) on {len(bench.pairs)} pair(s); wrote "
+          f"{paths['markdown']}, {paths['html']}, {paths['averages'].name} and "
+          f"{paths['per_image'].name} in {args.out}")
+    return 0
+
+
 COMMANDS = {
     "fuse": (_add_fuse, _run_fuse),
     "demo": (_add_demo, _run_demo),
     "metrics": (_add_metrics, _run_metrics),
     "train": (_add_train, _run_train),
     "convert-weights": (_add_convert, _run_convert),
+    "bench": (_add_bench, _run_bench),
 }
 
 

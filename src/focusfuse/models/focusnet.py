@@ -58,7 +58,7 @@ def spectral_conv2d(x: torch.Tensor, wf: torch.Tensor, bias: torch.Tensor | None
     ty, tx = math.ceil(oh / v), math.ceil(ow / v)
     bins, o = wf.shape[0], wf.shape[1]
     outs = []
-    for xi in x.float():
+    for xi in x.float().contiguous():
         xp = F.pad(xi, (0, tx * v + k - 1 - w, 0, ty * v + k - 1 - h))
         tiles = xp.unfold(1, tile, v).unfold(2, tile, v).reshape(c, ty * tx, tile, tile)
         spec = torch.fft.rfft2(tiles).permute(2, 3, 0, 1).reshape(bins, c, ty * tx)

@@ -1,0 +1,428 @@
+"""Run fusion methods over a folder of pairs, timed and scored, with a cache that makes runs resumable.
+
+- :func:`find_pairs`: ``NAME-A.ext`` + ``NAME-B.ext`` (or ``_A``/``_B``) in one folder;
+- :func:`parse_methods`: method specs ``METHOD[@WEIGHTS][:PRECISION]``;
+- :func:`run_methods`: each method on every pair. The model is loaded once per method and
+  the method is warmed up once (on its first pair still to do, untimed); then each pair's
+  :func:`focusfuse.fuse` call is timed alone (no reading, writing or scoring). The fused
+  image, rounded to 8 bit as published results are, is scored with the eight metrics of
+  :mod:`focusfuse.metrics`;
+- :func:`score_reference`: published fused images (a folder per method) scored the same way,
+  with the published values of ``metrics.csv`` beside them when the folder has one.
+
+Cache: ``OUT/fused/<method>/<pair>.png`` (and ``<pair>-decision.png`` for CNN methods) with
+``<pair>.json`` (time, scores, and the settings it was made with), and
+``OUT/reference/<method>/<pair>.json``. A pair whose JSON exists with the same settings is
+not redone, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+__all__ = ["MethodSpec", "Pair", "Progress", "find_pairs", "parse_methods", "run_methods",
+           "score_reference", "read_published", "CNN_METHODS", "PRECISIONS"]
+
+CNN_METHODS = ("cnn", "cnn-dtcwt")
+PRECISIONS = ("auto", "bf16", "fp32")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+_SOURCE = re.compile(r"^(?P<name>.+)[-_](?P<letter>[A-Za-z])$")
+
+
+# pairs -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pair:
+    """A source pair: ``name`` (e.g. ``lytro-01``) and the paths of A and B."""
+
+    name: str
+    a: Path
+    b: Path
+
+
+def _natural_key(text: str):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def find_pairs(folder: str | os.PathLike) -> list[Pair]:
+    """The pairs of ``folder``: files ``NAME-A.ext`` and ``NAME-B.ext`` (``_A``/``_B`` too).
+
+    Names are sorted naturally (``x-2`` before ``x-10``). A name with only one of A and B is
+    left out with a warning; a name with a C (a stack) is benchmarked on A and B only, with a
+    warning.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"pairs folder {folder} does not exist; check --pairs")
+    found: dict[str, dict[str, Path]] = {}
+    for path in folder.iterdir():
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        m = _SOURCE.match(path.stem)
+        if m:
+            found.setdefault(m["name"], {})[m["letter"].upper()] = path
+    pairs, incomplete, stacks = [], [], []
+    for name in sorted(found, key=_natural_key):
+        letters = found[name]
+        if "A" in letters and "B" in letters:
+            pairs.append(Pair(name, letters["A"], letters["B"]))
+            if len(letters) > 2:
+                stacks.append(name)
+        else:
+            incomplete.append(name)
+    if not pairs:
+        raise ValueError(f"no image pairs in {folder}: expected files named NAME-A.ext and "
+                         f"NAME-B.ext (ext: {', '.join(s[1:] for s in IMAGE_SUFFIXES)})")
+    if incomplete:
+        warnings.warn(f"left out {len(incomplete)} name(s) without both an A and a B file: "
+                      f"{', '.join(incomplete[:5])}{' ...' if len(incomplete) > 5 else ''}",
+                      stacklevel=2)
+    if stacks:
+        warnings.warn(f"{len(stacks)} name(s) have more than two sources ({', '.join(stacks[:5])}); "
+                      "only A and B are benchmarked", stacklevel=2)
+    return pairs
+
+
+# method specs -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One column of a benchmark: a fusion method, its weights and its network precision.
+
+    ``label`` is the spec as written (``"cnn@authors:fp32"``); ``weights`` is None for
+    the shipped model; ``precision`` is what was asked ("auto", "bf16", "fp32").
+    """
+
+    label: str
+    method: str
+    weights: Path | None = None
+    weights_name: str | None = None
+    precision: str = "auto"
+
+    @property
+    def uses_network(self) -> bool:
+        return self.method in CNN_METHODS
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.label.replace("@", "_at_").replace(":", "_"))
+
+
+SPEC_HELP = ("METHOD[@WEIGHTS][:PRECISION], comma-separated. METHOD: {methods}. WEIGHTS (CNN "
+             "methods only): a NAME given with --weights NAME=FILE, or a file (.safetensors or "
+             "the authors' .mat); none: the shipped model. PRECISION (CNN methods only): auto, "
+             "bf16 or fp32; none: --precision. E.g. cnn,cnn@authors:fp32,dwt")
+
+
+def parse_methods(text: str, *, weights: dict[str, str | os.PathLike] | None = None,
+                  precision: str = "auto") -> list[MethodSpec]:
+    """Method specs from ``"cnn,cnn@authors:fp32,dwt"`` (see :data:`SPEC_HELP`).
+
+    ``weights``: names usable after ``@``, mapped to weight files. ``precision``: the
+    network precision of CNN specs that name none.
+    """
+    from focusfuse.fusion import METHODS
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    named = {k: Path(v) for k, v in (weights or {}).items()}
+    for name, path in named.items():
+        if not path.is_file():
+            raise ValueError(f"weights {name}={path}: no such file; check --weights")
+    specs: list[MethodSpec] = []
+    items = [t.strip() for t in text.split(",")]
+    if not any(items):
+        raise ValueError("methods is empty; give e.g. --methods cnn,dtcwt,dwt")
+    for item in items:
+        if not item:
+            continue
+        body, prec = item, None
+        if ":" in item and item.rsplit(":", 1)[1] in PRECISIONS:
+            body, prec = item.rsplit(":", 1)
+        method, _, wname = body.partition("@")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r} in {item!r}; choose from "
+                             f"{', '.join(METHODS)} (syntax: METHOD[@WEIGHTS][:PRECISION])")
+        if method not in CNN_METHODS and (wname or prec):
+            raise ValueError(f"{item!r}: {method} uses no network, so it takes no @WEIGHTS or "
+                             f":PRECISION; write just {method!r}")
+        path = None
+        if wname:
+            if wname in named:
+                path = named[wname]
+            elif Path(wname).is_file():
+                path = Path(wname)
+                wname = path.stem
+            else:
+                raise ValueError(f"weights {wname!r} in {item!r}: not a name given with "
+                                 f"--weights NAME=FILE and not a file; add --weights {wname}=FILE")
+        spec = MethodSpec(item, method, path, wname or None, prec or precision)
+        if any(s.label == spec.label for s in specs):
+            raise ValueError(f"method {item!r} is listed twice; list it once")
+        specs.append(spec)
+    return specs
+
+
+# progress -----------------------------------------------------------------------------
+
+class Progress:
+    """A one-line progress bar on stderr (a line per item when stderr is not a terminal)."""
+
+    def __init__(self, total: int, *, enabled: bool = True, stream=None, width: int = 24):
+        self.total, self.done, self.enabled = total, 0, enabled
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.last = time.perf_counter()
+        self.worked = 0  # items that were computed, not read from the cache
+        self.work_time = 0.0  # wall time of those items (fusing, scoring, writing)
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def update(self, text: str, *, cached: bool = False) -> None:
+        now = time.perf_counter()
+        self.done += 1
+        if not cached:
+            self.worked += 1
+            self.work_time += now - self.last
+        self.last = now
+        if not self.enabled:
+            return
+        frac = self.done / max(self.total, 1)
+        bar = "#" * round(frac * self.width) + "-" * (self.width - round(frac * self.width))
+        eta = ""
+        if self.worked and self.done < self.total:
+            left = (self.total - self.done) * self.work_time / self.worked
+            eta = f" eta {int(left // 60)}m{int(left % 60):02d}s"
+        line = f"bench [{bar}] {self.done}/{self.total} {text}{' (cached)' if cached else ''}{eta}"
+        if self.tty:
+            self.stream.write("\r" + line[:150].ljust(150))
+            if self.done >= self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+# running ------------------------------------------------------------------------------
+
+def _sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def to8(image: np.ndarray) -> np.ndarray:
+    """Float [0, 1] to uint8 with rounding to the nearest level (as ``write_image`` does)."""
+    return np.floor(np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def _score(a, b, fused8) -> dict[str, float]:
+    from focusfuse.metrics import evaluate
+
+    return evaluate(a, b, fused8)
+
+
+@dataclass
+class MethodRun:
+    """The results of one method spec: one record per pair, and how it ran."""
+
+    spec: MethodSpec
+    records: list[dict] = field(default_factory=list)
+    precision: str = "numpy"  # resolved: "bf16", "fp32", or "numpy" for the multiscale methods
+    device: str = "cpu"
+    warmup_seconds: float | None = None
+
+
+def _resolved(spec: MethodSpec, device: str) -> tuple[str, str]:
+    if not spec.uses_network:
+        return "numpy", "cpu"
+    from focusfuse.score import resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    return resolve_precision(spec.precision, dev), dev
+
+
+def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | os.PathLike, *,
+                device: str = "auto", refresh: bool = False, progress: Progress | None = None,
+                fuse_fn: Callable | None = None) -> list[MethodRun]:
+    """Fuse every pair with every method, time and score it, caching each pair under ``out``.
+
+    ``refresh``: redo pairs already in the cache. ``fuse_fn``: the fusion function
+    (default :func:`focusfuse.fuse`; tests pass a counting wrapper).
+    """
+    from focusfuse import fuse as _fuse
+    from focusfuse.io import read_image, write_image
+    from focusfuse.models import default_weights_path, load_weights
+
+    fuse_fn = fuse_fn or _fuse
+    out = Path(out)
+    runs = []
+    for spec in specs:
+        precision, dev = _resolved(spec, device)
+        run = MethodRun(spec, precision=precision, device=dev)
+        folder = out / "fused" / spec.slug
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = {"method": spec.method, "precision": precision, "device": dev}
+        if spec.uses_network:
+            wpath = spec.weights or default_weights_path()
+            settings["weights"] = wpath.name
+            settings["weights_sha1"] = _sha1(wpath)
+        model = None
+        warmed = False
+        for pair in pairs:
+            record_path = folder / f"{pair.name}.json"
+            key = {**settings, "sources": [_sha1(pair.a), _sha1(pair.b)]}
+            old = None if refresh else _read_json(record_path)
+            if old and old.get("settings") == key and (folder / f"{pair.name}.png").is_file():
+                run.records.append(old)
+                if progress:
+                    progress.update(f"{spec.label} {pair.name}", cached=True)
+                continue
+            a, b = read_image(pair.a), read_image(pair.b)
+            if a.shape != b.shape:
+                raise ValueError(f"pair {pair.name}: {pair.a.name} and {pair.b.name} differ in "
+                                 f"size ({a.shape} vs {b.shape}); align or crop them first")
+            if a.ndim == 3 and a.shape[2] == 4:
+                a, b = a[..., :3], b[..., :3]
+            options = {"method": spec.method}
+            if spec.uses_network:
+                if model is None:
+                    model = load_weights(spec.weights)
+                options.update(model=model, precision=spec.precision, device=device)
+            if not warmed:
+                t0 = time.perf_counter()
+                fuse_fn([a, b], **options)
+                run.warmup_seconds = time.perf_counter() - t0
+                warmed = True
+            t0 = time.perf_counter()
+            result = fuse_fn([a, b], **options)
+            seconds = time.perf_counter() - t0
+            fused8 = to8(result.fused)
+            write_image(folder / f"{pair.name}.png", fused8.astype(np.float64) / 255.0)
+            if result.decision_map is not None:
+                write_image(folder / f"{pair.name}-decision.png",
+                            np.clip(result.decision_map, 0.0, 1.0))
+            record = {
+                "pair": pair.name, "method": spec.label, "seconds": seconds,
+                "megapixels": a.shape[0] * a.shape[1] / 1e6, "size": list(a.shape[:2]),
+                "precision": precision, "device": dev, "scores": _score(a, b, fused8),
+                "settings": key, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            _write_json(record_path, record)
+            run.records.append(record)
+            if progress:
+                progress.update(f"{spec.label} {pair.name}")
+        runs.append(run)
+    return runs
+
+
+# published results --------------------------------------------------------------------
+
+def reference_methods(folder: Path, pairs: Sequence[Pair]) -> dict[str, dict[str, Path]]:
+    """``{method: {pair name: image}}`` for the method folders of ``folder``."""
+    found = {}
+    names = {p.name for p in pairs}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        images = {f.stem: f for f in sorted(sub.iterdir())
+                  if f.suffix.lower() in IMAGE_SUFFIXES and f.stem in names}
+        if images:
+            found[sub.name] = images
+    return found
+
+
+def score_reference(pairs: Sequence[Pair], folder: str | os.PathLike, out: str | os.PathLike, *,
+                    progress: Progress | None = None) -> dict[str, list[dict]]:
+    """Score the published fused images in ``folder/<method>/<pair>.<ext>`` like ours.
+
+    Returns ``{method: [record per pair]}``; cached under ``out/reference``.
+    """
+    from focusfuse.io import read_image
+
+    folder, out = Path(folder), Path(out)
+    if not folder.is_dir():
+        raise ValueError(f"reference folder {folder} does not exist; check --reference")
+    methods = reference_methods(folder, pairs)
+    if not methods:
+        raise ValueError(f"reference folder {folder} has no method folders with images named "
+                         f"after the pairs (e.g. {folder}/cnn/{pairs[0].name}.png)")
+    results: dict[str, list[dict]] = {}
+    for method, images in methods.items():
+        cache = out / "reference" / method
+        cache.mkdir(parents=True, exist_ok=True)
+        results[method] = []
+        for pair in pairs:
+            if pair.name not in images:
+                continue
+            path = images[pair.name]
+            key = {"image": _sha1(path), "sources": [_sha1(pair.a), _sha1(pair.b)]}
+            old = _read_json(cache / f"{pair.name}.json")
+            if old and old.get("settings") == key:
+                results[method].append(old)
+                if progress:
+                    progress.update(f"{method} (published) {pair.name}", cached=True)
+                continue
+            a, b, fused = read_image(pair.a), read_image(pair.b), read_image(path)
+            if fused.ndim == 3 and fused.shape[2] == 4:
+                fused = fused[..., :3]
+            record = {"pair": pair.name, "method": method, "image": str(path),
+                      "scores": _score(a, b, fused), "settings": key}
+            _write_json(cache / f"{pair.name}.json", record)
+            results[method].append(record)
+            if progress:
+                progress.update(f"{method} (published) {pair.name}")
+    return results
+
+
+def read_published(folder: str | os.PathLike, pairs: Sequence[Pair]) -> dict[str, list[dict]]:
+    """The published metric values of ``folder/metrics.csv`` (columns pair, method, metrics)
+    for the given pairs: ``{method: [{"pair", "scores"}]}``; empty without the file."""
+    from focusfuse.metrics import METRICS
+
+    path = Path(folder) / "metrics.csv"
+    if not path.is_file():
+        return {}
+    names = {p.name for p in pairs}
+    out: dict[str, list[dict]] = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("pair") in names and all(m in row for m in METRICS):
+                out.setdefault(row["method"], []).append(
+                    {"pair": row["pair"], "method": row["method"],
+                     "scores": {m: float(row[m]) for m in METRICS}})
+    return out
+
+
+def stats(values: Sequence[float]) -> dict[str, float]:
+    """Median, quartiles, minimum and maximum."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return {k: math.nan for k in ("median", "q1", "q3", "min", "max")}
+    return {"median": float(np.median(v)), "q1": float(np.percentile(v, 25)),
+            "q3": float(np.percentile(v, 75)), "min": float(v.min()), "max": float(v.max())}
