@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from focusfuse.models import (MODELS, FocusNet, create_model, default_weights_path,
+from focusfuse.models import (MODELS, FocusNet, arch_of, create_model, default_weights_path,
                               load_matlab_weights, load_weights, save_weights)
 
 
@@ -202,3 +202,20 @@ def test_mat_first_layer_against_numpy_correlation(mat_weights):
     with torch.no_grad():
         got = torch.relu(model.conv1(torch.from_numpy(x)[None, None]))[0].numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["paper", "fast"])
+def test_shipped_models_load_by_name(name):
+    from focusfuse.models import SHIPPED, load_weights
+
+    model = load_weights(name)
+    assert SHIPPED[name].startswith(f"focusnet-{name}-")
+    assert arch_of(model) == name
+    x = torch.rand(3, 1, 16, 16)
+    logits = model(x, x)
+    assert logits.shape == (3, 2) and torch.isfinite(logits).all()
+
+
+def test_fast_model_is_much_lighter_than_the_paper_model():
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(create_model("fast")) * 20 < count(create_model("paper"))

@@ -78,8 +78,9 @@ def _add_fuse(sub) -> None:
     g = p.add_argument_group("method")
     g.add_argument("--method", default="cnn", choices=METHODS, help="fusion method")
     g.add_argument("--weights", default=None,
-                   help="classifier weights: a focusfuse .safetensors or the authors' .mat file "
-                        "(default: the shipped model)")
+                   help="classifier weights: a shipped model by name (paper: the paper's network; "
+                        "fast: a narrower one, several times faster), a focusfuse .safetensors "
+                        "or the authors' .mat file (default: paper)")
     g.add_argument("--min-region", type=float, default=0.01, metavar="FRACTION",
                    help="small-region removal area, as a fraction of the image (0: off)")
     g.add_argument("--guided-radius", type=int, default=8, help="guided filter radius r")

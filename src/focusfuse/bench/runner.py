@@ -122,9 +122,10 @@ class MethodSpec:
 
 
 SPEC_HELP = ("METHOD[@WEIGHTS][:PRECISION], comma-separated. METHOD: {methods}. WEIGHTS (CNN "
-             "methods only): a NAME given with --weights NAME=FILE, or a file (.safetensors or "
-             "the authors' .mat); none: the shipped model. PRECISION (CNN methods only): auto, "
-             "bf16 or fp32; none: --precision. E.g. cnn,cnn@authors:fp32,dwt")
+             "methods only): a NAME given with --weights NAME=FILE, a shipped model (paper, "
+             "fast) or a file (.safetensors or the authors' .mat); none: the shipped paper "
+             "model. PRECISION (CNN methods only): auto, bf16 or fp32; none: --precision. "
+             "E.g. cnn,cnn@authors:fp32,cnn@fast,dwt")
 
 
 def parse_methods(text: str, *, weights: dict[str, str | os.PathLike] | None = None,
@@ -135,6 +136,7 @@ def parse_methods(text: str, *, weights: dict[str, str | os.PathLike] | None = N
     network precision of CNN specs that name none.
     """
     from focusfuse.fusion import METHODS
+    from focusfuse.models import SHIPPED, default_weights_path
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
@@ -163,6 +165,8 @@ def parse_methods(text: str, *, weights: dict[str, str | os.PathLike] | None = N
         if wname:
             if wname in named:
                 path = named[wname]
+            elif wname in SHIPPED:
+                path = default_weights_path(wname)
             elif Path(wname).is_file():
                 path = Path(wname)
                 wname = path.stem

@@ -3,6 +3,8 @@
 - ``"paper"``: the network as the paper's text describes it (a 256-unit fully connected
   layer before the 2 outputs); the architecture of the shipped model.
 - ``"released"``: the layout of the authors' released MATLAB model (no 256-unit layer).
+- ``"fast"``: the released layout at half the width (32, 64, 128 maps), for speed: about a
+  quarter of the released layout's arithmetic.
 
 Weights are safetensors files whose metadata names the architecture; the authors' MATLAB
 ``.mat`` file is read too (:func:`load_matlab_weights`). Nothing is downloaded.
@@ -20,15 +22,22 @@ import torch
 from focusfuse.models.focusnet import PATCH, STRIDE, FocusNet
 
 __all__ = ["FocusNet", "PATCH", "STRIDE", "MODELS", "DEFAULT_WEIGHTS", "create_model",
-           "arch_of", "default_weights_path", "load_matlab_weights", "load_weights", "save_weights"]
+           "SHIPPED", "arch_of", "default_weights_path", "load_matlab_weights", "load_weights", "save_weights"]
 
 MODELS: dict[str, Callable[[], FocusNet]] = {
     "paper": lambda: FocusNet(hidden=256),
     "released": lambda: FocusNet(hidden=None),
+    "fast": lambda: FocusNet(hidden=None, widths=(32, 64, 128)),
 }
 
-#: the shipped weights, inside the package
-DEFAULT_WEIGHTS = "focusnet-paper-bsds500.safetensors"
+#: the shipped weights, inside the package, by model name (trained with ``focusfuse train``;
+#: see docs/training.md)
+SHIPPED = {
+    "paper": "focusnet-paper-bsds500.safetensors",
+    "fast": "focusnet-fast-bsds500.safetensors",
+}
+#: the model used when none is named
+DEFAULT_WEIGHTS = SHIPPED["paper"]
 
 
 def create_model(name: str) -> FocusNet:
@@ -39,8 +48,9 @@ def create_model(name: str) -> FocusNet:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}") from None
 
 
-def default_weights_path() -> Path:
-    return Path(str(resources.files("focusfuse") / "weights" / DEFAULT_WEIGHTS))
+def default_weights_path(name: str = "paper") -> Path:
+    """Where the shipped weights of model ``name`` are."""
+    return Path(str(resources.files("focusfuse") / "weights" / SHIPPED[name]))
 
 
 def arch_of(model: FocusNet) -> str:
@@ -114,10 +124,11 @@ def load_matlab_weights(path: str | Path) -> FocusNet:
 def load_weights(path: str | Path | None = None) -> FocusNet:
     """A model with weights from a focusfuse safetensors file or the authors' ``.mat`` file.
 
-    ``None`` loads the shipped model.
+    ``None`` loads the shipped model; a shipped model's name (``"paper"``, ``"fast"``) loads
+    that one.
     """
-    if path is None:
-        path = default_weights_path()
+    if path is None or (isinstance(path, str) and path in SHIPPED):
+        path = default_weights_path(path or "paper")
         if not path.is_file():
             raise ValueError(f"the shipped model {path} is missing; reinstall focusfuse or "
                              "pass weights (--weights FILE)")
