@@ -209,7 +209,7 @@ def test_shipped_models_load_by_name(name):
     from focusfuse.models import SHIPPED, load_weights
 
     model = load_weights(name)
-    assert SHIPPED[name].startswith(f"focusnet-{name}-")
+    assert SHIPPED[name] == f"focusnet-{name}.safetensors"
     assert arch_of(model) == name
     x = torch.rand(3, 1, 16, 16)
     logits = model(x, x)

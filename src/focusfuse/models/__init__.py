@@ -33,8 +33,8 @@ MODELS: dict[str, Callable[[], FocusNet]] = {
 #: the shipped weights, inside the package, by model name (trained with ``focusfuse train``;
 #: see docs/training.md)
 SHIPPED = {
-    "paper": "focusnet-paper-bsds500.safetensors",
-    "fast": "focusnet-fast-bsds500.safetensors",
+    "paper": "focusnet-paper.safetensors",
+    "fast": "focusnet-fast.safetensors",
 }
 #: the model used when none is named
 DEFAULT_WEIGHTS = SHIPPED["paper"]
