@@ -230,3 +230,60 @@ def test_overwrite_replaces_output(tmp_path, capsys, mat_weights):
                  str(mat_weights), *CNN]) == 0
     assert out.read_bytes() != old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "out.png"]
+
+
+# --save-steps and option checks (found in review) -----------------------------------------
+
+def test_save_steps_folder_holding_an_input_is_refused(tmp_path, capsys):
+    steps = tmp_path / "steps"
+    steps.mkdir()
+    a, b = _gray(steps / "score.png"), _gray(steps / "binary.png", seed=1)
+    out = tmp_path / "f.png"
+    _fails(capsys, [a, b, "-o", out, "--method", "dwt", "--save-steps", steps], [a, b], out,
+           "which this command reads or writes")
+
+
+def test_save_steps_folder_not_empty_needs_overwrite(tmp_path, capsys):
+    a, b = _gray(tmp_path / "a.png"), _gray(tmp_path / "b.png", seed=1)
+    steps = tmp_path / "steps"
+    steps.mkdir()
+    keep = steps / "notes.txt"
+    keep.write_text("mine")
+    out = tmp_path / "f.png"
+    _fails(capsys, [a, b, "-o", out, "--method", "dwt", "--save-steps", steps], [a, b, keep],
+           out, "is not empty")
+
+
+def test_save_steps_that_is_a_file_is_refused(tmp_path, capsys):
+    a, b = _gray(tmp_path / "a.png"), _gray(tmp_path / "b.png", seed=1)
+    steps = tmp_path / "steps.png"
+    steps.write_bytes(b"x")
+    out = tmp_path / "f.png"
+    _fails(capsys, [a, b, "-o", out, "--save-steps", steps], [a, b, steps], out, "is a file")
+
+
+@pytest.mark.parametrize("flag,value,match", [("--min-region", "1.5", "min_region"),
+                                              ("--guided-radius", "-1", "guided_radius"),
+                                              ("--guided-eps", "0", "guided_eps"),
+                                              ("--levels", "0", "levels")])
+def test_bad_settings_fail_before_any_work(tmp_path, capsys, flag, value, match):
+    a, b = _gray(tmp_path / "a.png"), _gray(tmp_path / "b.png", seed=1)
+    out = tmp_path / "f.png"
+    _fails(capsys, [a, b, "-o", out, flag, value], [a, b], out, match)
+
+
+def test_sixteen_bit_inputs_to_jpeg_give_eight_bit(tmp_path, capsys):
+    a = _gray(tmp_path / "a.png", bit_depth=16)
+    b = _gray(tmp_path / "b.png", seed=1, bit_depth=16)
+    out = tmp_path / "f.jpg"
+    assert main(["fuse", str(a), str(b), "-o", str(out), "--method", "dwt"]) == 0
+    assert "(8 bit)" in capsys.readouterr().out
+    assert read_image(out, with_depth=True).bit_depth == 8
+
+
+def test_folder_given_as_an_image(tmp_path, capsys):
+    a = _gray(tmp_path / "a.png")
+    folder = tmp_path / "b.png"
+    folder.mkdir()
+    out = tmp_path / "f.png"
+    _fails(capsys, [a, folder, "-o", out, "--method", "dwt"], [a], out, "is a folder")

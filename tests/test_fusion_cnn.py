@@ -259,3 +259,18 @@ def test_example_pair_fuses_back_to_the_sharp_image(any_model):
     fused = _psnr8(sharp, result.fused)
     assert fused >= 35.0
     assert fused >= max(_psnr8(sharp, a), _psnr8(sharp, b)) + 8.0
+
+
+def test_repeated_fuse_reuses_the_loaded_model(monkeypatch):
+    """fuse(weights=...) loads a weights file once, not on every call."""
+    import focusfuse.models as models
+    from focusfuse.fusion import _load_cached
+
+    _load_cached.cache_clear()
+    calls = []
+    real = models.load_weights
+    monkeypatch.setattr(models, "load_weights", lambda p=None: calls.append(p) or real(p))
+    a = np.random.default_rng(0).random((40, 40)).astype(np.float32)
+    for _ in range(3):
+        fuse([a, a.copy()], weights="fast", precision="fp32")
+    assert len(calls) == 1

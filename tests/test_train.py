@@ -120,7 +120,9 @@ def test_list_images_skips_other_files(image_folder):
 
 # errors --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kw,match", [({"steps": 0}, "positive"), ({"batch_size": 0}, "positive"),
+@pytest.mark.parametrize("kw,match", [({"steps": 0}, "at least 1"), ({"batch_size": 0}, "at least 1"),
+                                      ({"val_pairs": 0}, "val_pairs"),
+                                      ({"blur_levels": 0}, "blur_levels"),
                                       ({"precision": "fp16"}, "precision"),
                                       ({"val_fraction": 1.0}, "val_fraction")])
 def test_bad_config(tmp_path, kw, match):

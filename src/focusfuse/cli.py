@@ -23,7 +23,7 @@ def _add_train(sub) -> None:
     p.add_argument("data", help="folder of natural (sharp) images")
     p.add_argument("--out", required=True, help="run folder: log, checkpoints, model.safetensors")
     g = p.add_argument_group("model and optimiser")
-    g.add_argument("--arch", default="paper", help="architecture: paper, released")
+    g.add_argument("--arch", default="paper", help="architecture: paper, released, fast")
     g.add_argument("--steps", type=int, default=20000, help="mini-batches to train")
     g.add_argument("--batch-size", type=int, default=128)
     g.add_argument("--lr", type=float, default=1e-4, help="base learning rate (SGD)")
@@ -100,7 +100,8 @@ def _add_fuse(sub) -> None:
                         "decision) and, for the CNN methods, feature maps of each convolutional "
                         "layer (features-conv1.png ..: a row per source, 4 channels)")
     g.add_argument("--bit-depth", type=int, choices=[8, 16], default=None,
-                   help="output bit depth (default: 16 if any input is 16 bit, else 8)")
+                   help="output bit depth (default: 16 if any input is 16 bit and the output "
+                        "is PNG or TIFF, else 8)")
 
 
 def _check_output(output: Path, inputs: list[Path], overwrite: bool) -> None:
@@ -117,6 +118,22 @@ def _check_output(output: Path, inputs: list[Path], overwrite: bool) -> None:
             raise UserError(f"output {output} is also an input; choose another output file")
     if output.exists() and not overwrite:
         raise UserError(f"output {output} exists; pass --overwrite to replace it")
+
+
+def _check_steps_folder(folder: Path, inputs: list[Path], output: Path, overwrite: bool) -> None:
+    """--save-steps writes into a new or empty folder (or, with --overwrite, one that holds
+    neither an input nor the output): never over the user's files."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--save-steps {folder} is a file; give a folder (it is created if needed)")
+    if not folder.exists():
+        return
+    inside = [p for p in (*inputs, output) if p.exists() and p.resolve().parent == folder.resolve()]
+    if inside:
+        raise UserError(f"--save-steps {folder} holds {inside[0].name}, which this command reads "
+                        "or writes; choose another folder for the intermediate maps")
+    if any(folder.iterdir()) and not overwrite:
+        raise UserError(f"--save-steps {folder} is not empty; choose a new folder or pass "
+                        "--overwrite to replace its maps")
 
 
 def save_steps(result, folder: Path) -> list[Path]:
@@ -167,6 +184,7 @@ def _run_fuse(args) -> int:
     from pathlib import Path
 
     from focusfuse import fuse
+    from focusfuse.fusion import check_options
     from focusfuse.io import read_image, write_image
 
     inputs = [Path(p) for p in args.images]
@@ -174,6 +192,15 @@ def _run_fuse(args) -> int:
         raise UserError(f"fusion needs at least two images; got {len(inputs)} ({inputs[0]})")
     output = Path(args.output)
     _check_output(output, inputs, args.overwrite)
+    if args.save_steps:
+        _check_steps_folder(Path(args.save_steps), inputs, output, args.overwrite)
+    jpeg = output.suffix.lower() in (".jpg", ".jpeg")
+    if jpeg and args.bit_depth == 16:
+        raise UserError(f"output {output}: JPEG cannot hold 16 bits; write .png or .tif, "
+                        "or drop --bit-depth 16")
+    check_options(method=args.method, min_region=args.min_region,
+                  guided_radius=args.guided_radius, guided_eps=args.guided_eps,
+                  levels=args.levels, consistency=args.consistency)
     images = [read_image(p, with_depth=True) for p in inputs]
     for p, im in zip(inputs, images):
         if im.pixels.ndim == 3 and im.pixels.shape[2] == 4:
@@ -197,7 +224,8 @@ def _run_fuse(args) -> int:
                   model=model, min_region=args.min_region, guided_radius=args.guided_radius,
                   guided_eps=args.guided_eps, precision=args.precision, device=args.device,
                   levels=args.levels, wavelet=args.wavelet, consistency=args.consistency)
-    depth = args.bit_depth or (16 if any(im.bit_depth > 8 for im in images) else 8)
+    # 16 bit out when an input has more than 8 bits, unless the output is a JPEG
+    depth = args.bit_depth or (16 if not jpeg and any(im.bit_depth > 8 for im in images) else 8)
     write_image(output, result.fused, bit_depth=depth)
     print(f"wrote {output} ({depth} bit)")
     if args.save_steps:
@@ -430,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
-    except (UserError, ValueError, TypeError, OSError) as exc:
+    except (UserError, ValueError, TypeError, OSError, ArithmeticError) as exc:
         print(f"focusfuse {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -58,6 +58,10 @@ def box_mean(x: np.ndarray, r: int) -> np.ndarray:
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, *, radius: int = 8, eps: float = 0.1) -> np.ndarray:
     """He et al.'s guided filter of ``src`` by the gray ``guide`` (both (H, W)), float64 out."""
+    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+        raise ValueError(f"radius must be an integer >= 0; got {radius!r}")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0 (it keeps flat windows defined); got {eps!r}")
     if guide.shape != src.shape or guide.ndim != 2:
         raise ValueError(f"guide and src must be (H, W) of one shape; got {guide.shape} and {src.shape}")
     I = guide.astype(np.float64)

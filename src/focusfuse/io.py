@@ -59,6 +59,8 @@ def read_image(path: str | os.PathLike, *, with_depth: bool = False) -> np.ndarr
     is missing or is not a readable image.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(f"{path} is a folder; give an image file")
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file; check the path")
     suffix = path.suffix.lower()
@@ -74,7 +76,11 @@ def read_image(path: str | os.PathLike, *, with_depth: bool = False) -> np.ndarr
             raw = np.moveaxis(raw, 0, -1)  # planar (C, H, W) to channel-last
     else:
         data = np.fromfile(path, dtype=np.uint8)
-        raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        # JPEG has no alpha: decoding without IMREAD_UNCHANGED applies its EXIF orientation
+        # (phone photos taken upright); PNG keeps alpha and 16 bits with IMREAD_UNCHANGED
+        flags = (cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if suffix in (".jpg", ".jpeg")
+                 else cv2.IMREAD_UNCHANGED)
+        raw = cv2.imdecode(data, flags) if data.size else None
         if raw is None:
             raise ImageReadError(
                 f"{path}: not a readable image; focusfuse reads PNG, JPEG and TIFF files"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Sequence
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from focusfuse.fusion.result import DecisionMaps, FusionResult
 
-__all__ = ["METHODS", "DecisionMaps", "FusionResult", "check_images", "fuse"]
+__all__ = ["METHODS", "DecisionMaps", "FusionResult", "check_images", "check_options", "fuse"]
 
 #: every method ``fuse`` knows; see each module for the paper it follows
 METHODS = ("cnn", "cnn-dtcwt", "dtcwt", "dwt", "laplacian")
@@ -46,6 +47,48 @@ def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
     return images
 
 
+def _shared_model(weights: str | Path | None):
+    """The model for ``weights``, loaded once per file version and kept for later calls (a
+    repeated ``fuse(..., weights=...)`` neither reloads it nor recomputes its FFT form)."""
+    from focusfuse.models import SHIPPED, default_weights_path
+
+    if weights is None or (isinstance(weights, str) and weights in SHIPPED):
+        path = default_weights_path(weights or "paper")
+    else:
+        path = Path(weights)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None  # load_weights says what is wrong
+    return _load_cached(str(path.resolve()) if stamp is not None else str(path), stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, stamp: int | None):
+    from focusfuse.models import load_weights
+
+    return load_weights(path)
+
+
+def check_options(*, method: str, min_region: float = 0.01, guided_radius: int = 8,
+                  guided_eps: float = 0.1, levels: int | None = None, consistency: int = 3) -> None:
+    """Check the settings of :func:`fuse` before any work is done (ValueError naming the fix)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if not 0.0 <= min_region < 1.0:
+        raise ValueError(f"min_region must be in [0, 1) (a fraction of the image; 0 turns the "
+                         f"step off); got {min_region}")
+    if isinstance(guided_radius, bool) or not isinstance(guided_radius, int) or guided_radius < 0:
+        raise ValueError(f"guided_radius must be an integer >= 0; got {guided_radius!r}")
+    if not guided_eps > 0:
+        raise ValueError(f"guided_eps must be > 0; got {guided_eps!r}")
+    if levels is not None and (not isinstance(levels, int) or levels < 1):
+        raise ValueError(f"levels must be an integer >= 1; got {levels!r}")
+    from focusfuse.fusion.multiscale import _check_consistency
+
+    _check_consistency(consistency)
+
+
 def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Path | None = None,
          model=None, min_region: float = 0.01, guided_radius: int = 8, guided_eps: float = 0.1,
          precision: str = "auto", device: str = "auto", levels: int | None = None,
@@ -71,8 +114,8 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
     step (the CNN methods fuse more than two images in series, one step per added image).
     """
     images = check_images(images)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    check_options(method=method, min_region=min_region, guided_radius=guided_radius,
+                  guided_eps=guided_eps, levels=levels, consistency=consistency)
     # the multiscale functions' own defaults apply to what the caller leaves as None
     options = {"consistency": consistency}
     if levels is not None:
@@ -92,9 +135,7 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
 
     from focusfuse.fusion.cnn import fuse_pair_cnn
     from focusfuse.fusion.multiscale import fuse_dtcwt
-    from focusfuse.models import load_weights
-
-    net = model if model is not None else load_weights(weights)
+    net = model if model is not None else _shared_model(weights)
     fused = images[0]
     steps = []
     for nxt in images[1:]:

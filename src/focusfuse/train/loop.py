@@ -59,8 +59,9 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
-            raise ValueError("steps, batch_size and eval_every must be positive")
+        for name in ("steps", "batch_size", "eval_every", "val_pairs", "blur_levels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32'; got {self.precision!r}")
         if not 0.0 < self.val_fraction < 1.0:
