@@ -34,9 +34,9 @@ _FEAT = PATCH // 2  # side of one branch's output for a patch (8)
 #: kernel; 24 was the fastest of 16, 24 and 32 on a 2-core AVX-512 CPU, with the smallest
 #: spectral weight of the fast ones (256·512·24·13 complex numbers, 327 MB)
 SPECTRAL_TILE = 24
-#: FFT tiles multiplied at once: bounds the spectra held in memory (about 80 MB for 512
+#: FFT tiles multiplied at once: bounds the spectra held in memory (about 160 MB for 512
 #: channels) while keeping the batched products large enough to run at full speed
-TILES_PER_GEMM = 64
+TILES_PER_GEMM = 128
 
 
 def spectral_weight(weight: torch.Tensor, tile: int = SPECTRAL_TILE) -> torch.Tensor:
@@ -64,15 +64,16 @@ def spectral_conv2d(x: torch.Tensor, wf: torch.Tensor, bias: torch.Tensor | None
     for i, xi in enumerate(x.float().contiguous()):
         xp = F.pad(xi, (0, tx * v + k - 1 - w, 0, ty * v + k - 1 - h))
         tiles = xp.unfold(1, tile, v).unfold(2, tile, v).reshape(c, ty * tx, tile, tile)
-        for t0 in range(0, ty * tx, TILES_PER_GEMM):  # bounded memory, whatever the size
-            part = tiles[:, t0:t0 + TILES_PER_GEMM]
+        rows = max(1, TILES_PER_GEMM // tx)  # whole rows of tiles at a time: bounded memory
+        for r0 in range(0, ty, rows):
+            r1 = min(r0 + rows, ty)
+            part = tiles[:, r0 * tx:r1 * tx]
             m = part.shape[1]
             spec = torch.fft.rfft2(part).permute(2, 3, 0, 1).reshape(bins, c, m)
             prod = torch.bmm(wf, spec).reshape(tile, tile // 2 + 1, o, m).permute(2, 3, 0, 1)
             y = torch.fft.irfft2(prod, s=(tile, tile))[..., :v, :v]
-            for j in range(m):
-                r, q = divmod(t0 + j, tx)
-                out[i, :, r * v:(r + 1) * v, q * v:(q + 1) * v] = y[:, j]
+            y = y.reshape(o, r1 - r0, tx, v, v).permute(0, 1, 3, 2, 4)
+            out[i, :, r0 * v:r1 * v] = y.reshape(o, (r1 - r0) * v, tx * v)
     out = out[:, :, :oh, :ow]
     return out if bias is None else out + bias.float()[None, :, None, None]
 
