@@ -33,12 +33,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from focusfuse.io import SUPPORTED_SUFFIXES
+
 __all__ = ["MethodSpec", "Pair", "Progress", "find_pairs", "parse_methods", "run_methods",
            "score_reference", "read_published", "CNN_METHODS", "PRECISIONS"]
 
 CNN_METHODS = ("cnn", "cnn-dtcwt")
 PRECISIONS = ("auto", "bf16", "fp32")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_SUFFIXES = SUPPORTED_SUFFIXES  # what focusfuse.io reads
 _SOURCE = re.compile(r"^(?P<name>.+)[-_](?P<letter>[A-Za-z])$")
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from focusfuse.color import RGB2GRAY  # MATLAB rgb2gray weights, one definition
+
 __all__ = [
     "RGB2GRAY",
     "as_gray255",
@@ -30,8 +32,6 @@ __all__ = [
     "block_reduce_sum",
 ]
 
-#: MATLAB ``rgb2gray`` weights (the first row of the inverse of the NTSC YIQ matrix).
-RGB2GRAY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
 
 #: Smallest image side the metrics accept: the largest window of the reference code
 #: (QY's 7x7 SSIM needs at least 11 pixels in the original code, QP's 11x11 Gaussian).
