@@ -1,0 +1,66 @@
+"""Training ablations side by side: held-out accuracy under several blurs, Lytro metrics.
+
+    python benchmarks/ablation_table.py NAME=WEIGHTS [NAME=WEIGHTS ...] [--pairs 20000]
+
+For each model: accuracy on held-out pairs (the 68 PNG images of ../shared/data/bsds500,
+seed 2) made with the paper's five Gaussian levels, with three levels, and with five levels
+of a uniform disk kernel (defocus-like), in fp32; then, on the 20 Lytro pairs, the mean of the
+eight metrics of the fused images (bf16, rounded to 8 bit) and the agreement of the final
+binary maps with the authors' released model. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import focusfuse as ff
+from focusfuse.data.synthesis import list_images, make_pairs
+from focusfuse.metrics import METRICS, evaluate
+from focusfuse.train import evaluate_pairs
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BLURS = {"gauss×5": (5, "gaussian"), "gauss×3": (3, "gaussian"), "disk×5": (5, "disk")}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", help="NAME=WEIGHTS (a file or a shipped name)")
+    ap.add_argument("--pairs", type=int, default=20000)
+    args = ap.parse_args(argv)
+    if not DATA.is_dir():
+        print(f"needs the shared data at {DATA}", file=sys.stderr)
+        return 2
+    models = {}
+    for item in args.models:
+        name, _, weights = item.partition("=")
+        models[name] = ff.load_weights(weights or name)
+    files = list_images(DATA / "bsds500", suffixes=(".png",))
+    val = {k: make_pairs(files, args.pairs, seed=2, levels=lv, kernel=kern)
+           for k, (lv, kern) in BLURS.items()}
+    authors = ff.load_weights(DATA / "weights" / "liu2016-cnnmodel.mat")
+    pairs = [[ff.read_image(DATA / "lytro" / "pairs" / f"lytro-{i:02d}-{s}.jpg") for s in "AB"]
+             for i in range(1, 21)]
+    theirs = [ff.fuse(p, model=authors, precision="fp32").refined_map for p in pairs]
+    head = ["model", *(f"acc {k}" for k in BLURS), *METRICS, "Lytro agreement"]
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head), flush=True)
+    for name, model in models.items():
+        accs = [evaluate_pairs(model, *val[k], bf16=False)[1] for k in BLURS]
+        scores, agree = [], []
+        for p, ref in zip(pairs, theirs):
+            r = ff.fuse(p, model=model)
+            fused8 = (np.floor(np.clip(r.fused, 0, 1) * 255 + 0.5)).astype(np.uint8)
+            scores.append(evaluate(*p, fused8))
+            agree.append(float((r.refined_map == ref).mean()))
+        means = [np.mean([s[m] for s in scores]) for m in METRICS]
+        cells = [f"{100 * a:.2f}%" for a in accs] + [f"{v:.4f}" for v in means[:-1]]
+        cells += [f"{means[-1]:.2f}", f"{100 * np.mean(agree):.2f}%"]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
