@@ -21,8 +21,8 @@ import torch
 
 from focusfuse.models.focusnet import PATCH, STRIDE, FocusNet
 
-__all__ = ["FocusNet", "PATCH", "STRIDE", "MODELS", "DEFAULT_WEIGHTS", "create_model",
-           "SHIPPED", "arch_of", "default_weights_path", "load_matlab_weights", "load_weights", "save_weights"]
+__all__ = ["FocusNet", "PATCH", "STRIDE", "MODELS", "SHIPPED", "arch_of", "create_model",
+           "default_weights_path", "load_matlab_weights", "load_weights", "save_weights"]
 
 MODELS: dict[str, Callable[[], FocusNet]] = {
     "paper": lambda: FocusNet(hidden=256),
@@ -36,8 +36,6 @@ SHIPPED = {
     "paper": "focusnet-paper.safetensors",
     "fast": "focusnet-fast.safetensors",
 }
-#: the model used when none is named
-DEFAULT_WEIGHTS = SHIPPED["paper"]
 
 
 def create_model(name: str) -> FocusNet:

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from focusfuse.data.synthesis import PatchPairSampler, list_images, make_pairs
 from focusfuse.models import create_model, save_weights
+from focusfuse.score import resolve_precision
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate_pairs", "train"]
 
@@ -98,13 +99,6 @@ def split_files(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
     return train, val
 
 
-def _use_bf16(precision: str) -> bool:
-    if precision == "auto":
-        from focusfuse.device import cpu_has_fast_bf16
-
-        return cpu_has_fast_bf16()
-    return precision == "bf16"
-
 
 def _tensor(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x).unsqueeze(1).contiguous(memory_format=torch.channels_last)
@@ -161,7 +155,7 @@ def train(cfg: TrainConfig, *, progress: Callable[[str], None] | None = None) ->
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    bf16 = _use_bf16(cfg.precision)
+    bf16 = resolve_precision(cfg.precision, "cpu") == "bf16"  # training runs on the CPU
 
     train_files, val_files = split_files(cfg)
     say(f"data: {len(train_files)} training images, {len(val_files)} validation images "
