@@ -44,7 +44,7 @@ def image_folder(tmp_path_factory) -> Path:
 
 def _config(folder: Path, out: Path, **kw) -> TrainConfig:
     base = dict(data=str(folder), out=str(out), steps=6, eval_every=3, val_pairs=64,
-                batch_size=16, precision="fp32", threads=1, val_fraction=0.34, seed=0,
+                hard_val_pairs=32, batch_size=16, precision="fp32", threads=1, val_fraction=0.34, seed=0,
                 arch="released")
     base.update(kw)
     return TrainConfig(**base)
@@ -82,10 +82,40 @@ def test_tiny_run_writes_its_files(trained):
     for rec in log:
         assert np.isfinite(rec["train_loss"]) and np.isfinite(rec["val_loss"])
         assert 0.0 <= rec["val_accuracy"] <= 1.0
+        assert np.isfinite(rec["hard_val_loss"]) and 0.0 <= rec["hard_val_accuracy"] <= 1.0
     state = json.loads((out / "state.json").read_text())
     assert state["step"] == 6 and state["config"]["batch_size"] == 16
     assert result.best_step in (3, 6)
     assert result.best_accuracy == max(r["val_accuracy"] for r in log)
+
+
+def test_checkpoint_carries_its_state(trained):
+    """Weights and run state are replaced in one rename: the state is in the file itself."""
+    from safetensors import safe_open
+
+    out, _ = trained
+    with safe_open(str(out / "checkpoint.safetensors"), "pt") as fh:
+        inside = json.loads(fh.metadata()["state"])
+    assert inside == json.loads((out / "state.json").read_text())
+    assert inside["step"] == 6
+
+
+def test_resume_does_not_need_state_json(trained, image_folder, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained[0], out)
+    (out / "state.json").write_text("{}")  # stale or broken copy: not what resuming reads
+    messages = []
+    train(_config(image_folder, out, steps=9), progress=messages.append)
+    assert any("resuming" in m and "step 6" in m for m in messages)
+
+
+def test_snapshots_are_kept_when_asked(image_folder, tmp_path):
+    train(_config(image_folder, tmp_path, keep_snapshots=True), progress=lambda s: None)
+    snaps = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
+    assert snaps == ["step-000003.safetensors", "step-000006.safetensors"]
+    assert load_weights(tmp_path / "snapshots" / snaps[0]).fc1 is None
 
 
 def test_trained_model_loads(trained):
@@ -124,7 +154,8 @@ def test_list_images_skips_other_files(image_folder):
                                       ({"val_pairs": 0}, "val_pairs"),
                                       ({"blur_levels": 0}, "blur_levels"),
                                       ({"precision": "fp16"}, "precision"),
-                                      ({"val_fraction": 1.0}, "val_fraction")])
+                                      ({"val_fraction": 1.0}, "val_fraction"),
+                                      ({"hard_val_pairs": -1}, "hard_val_pairs")])
 def test_bad_config(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         _config(tmp_path, tmp_path / "out", **kw)
@@ -197,6 +228,24 @@ def test_rejects_flat_patches():
     a, b, y = sampler.sample(100, np.random.default_rng(2))
     clear = np.where((y == 1)[:, None, None], a, b)
     assert np.all((clear.astype(np.float64) * 255).var(axis=(1, 2)) > 25)
+
+
+def test_flat_images_give_an_error_not_a_hang():
+    sampler = PatchPairSampler([blur_cascade(np.full((40, 40), 0.5, np.float32))])
+    with pytest.raises(ValueError, match="flat"):
+        sampler.sample(4, np.random.default_rng(0))
+
+
+def test_one_blur_level_only():
+    x = texture((48, 48), seed=9)
+    stack = blur_cascade(x)
+    a, b, y = PatchPairSampler([stack]).sample(20, np.random.default_rng(5), level=1)
+    blurred = np.where((y == 1)[:, None, None], b, a)
+    for bl in blurred:
+        assert any(np.array_equal(stack[1, yy:yy + 16, xx:xx + 16], bl)
+                   for yy in range(33) for xx in range(33))
+    with pytest.raises(ValueError, match="level"):
+        PatchPairSampler([stack]).sample(2, np.random.default_rng(5), level=6)
 
 
 def test_label_1_means_a_is_sharper(image_folder):

@@ -37,6 +37,8 @@ def _add_train(sub) -> None:
     g.add_argument("--val-fraction", type=float, default=0.15,
                    help="otherwise this share of the images is held out (chosen by --seed)")
     g.add_argument("--val-pairs", type=int, default=20000, help="held-out pairs to validate on")
+    g.add_argument("--hard-val-pairs", type=int, default=10000,
+                   help="a second held-out set made with the lightest blur only (0: none)")
     g.add_argument("--blur-levels", type=int, default=5)
     g.add_argument("--blur-kernel", default="gaussian", choices=["gaussian", "disk"])
     g = p.add_argument_group("run")
@@ -44,6 +46,8 @@ def _add_train(sub) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    g.add_argument("--keep-snapshots", action="store_true",
+                   help="also keep the weights of every validation step in OUT/snapshots (float16)")
 
 
 def _run_train(args) -> int:
@@ -53,7 +57,8 @@ def _run_train(args) -> int:
         data=args.data, out=args.out, arch=args.arch, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, patience=args.patience, eval_every=args.eval_every,
-        val_pairs=args.val_pairs, holdout_suffix=args.holdout_suffix,
+        val_pairs=args.val_pairs, hard_val_pairs=args.hard_val_pairs,
+        keep_snapshots=args.keep_snapshots, holdout_suffix=args.holdout_suffix,
         val_fraction=args.val_fraction, blur_levels=args.blur_levels,
         blur_kernel=args.blur_kernel, seed=args.seed, precision=args.precision,
         threads=args.threads)

@@ -31,6 +31,7 @@ BLUR_LEVELS = 5
 BLUR_SIGMA = 2.0
 BLUR_KSIZE = 7
 MIN_VARIANCE = 25.0  # on the 0..255 scale
+MAX_REJECTIONS_PER_PAIR = 1000  # flat patches drawn per pair before the images count as flat
 
 
 def blur_cascade(gray: np.ndarray, *, levels: int = BLUR_LEVELS, sigma: float = BLUR_SIGMA,
@@ -91,18 +92,29 @@ class PatchPairSampler:
     def levels(self) -> int:
         return self.stacks[0].shape[0] - 1
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def sample(self, n: int, rng: np.random.Generator, *,
+               level: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``n`` pairs: arrays a, b of shape (n, 16, 16) float32 and labels (n,) int64.
 
         Label 1: ``a`` is the clear patch. Half the pairs, at random, come in each order.
+        The blurred patch comes from a uniformly chosen blur level, or from ``level`` only
+        (1 is the lightest blur, the hardest pairs to tell apart).
         """
+        if level is not None and not 1 <= level <= self.levels:
+            raise ValueError(f"level must be in 1..{self.levels}; got {level}")
         a = np.empty((n, PATCH, PATCH), np.float32)
         b = np.empty_like(a)
-        got = 0
+        got, rejected = 0, 0
         while got < n:
+            if rejected > MAX_REJECTIONS_PER_PAIR * n + 100_000:
+                raise ValueError(
+                    f"found only {got} of {n} textured patches in {rejected + got} draws: the "
+                    f"images are almost flat (patch variance on the 0..255 scale must exceed "
+                    f"{MIN_VARIANCE:g}); use photographs with detail")
             m = 2 * (n - got) + 8
             img = rng.integers(len(self.stacks), size=m)
-            lvl = rng.integers(1, self.levels + 1, size=m)
+            lvl = (rng.integers(1, self.levels + 1, size=m) if level is None
+                   else np.full(m, level))
             fy = rng.random(m)
             fx = rng.random(m)
             for i, lv, y0, x0 in zip(img, lvl, fy, fx):
@@ -111,6 +123,7 @@ class PatchPairSampler:
                 x = int(x0 * (st.shape[2] - PATCH + 1))
                 clear = st[0, y:y + PATCH, x:x + PATCH]
                 if (clear * 255.0).var() <= MIN_VARIANCE:
+                    rejected += 1
                     continue
                 a[got] = clear
                 b[got] = st[lv, y:y + PATCH, x:x + PATCH]
@@ -124,7 +137,11 @@ class PatchPairSampler:
 
 
 def make_pairs(files: list[Path], n: int, *, seed: int, levels: int = BLUR_LEVELS,
-               kernel: str = "gaussian") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A fixed set of ``n`` labelled pairs from ``files`` (for validation), seeded."""
+               kernel: str = "gaussian", level: int | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A fixed set of ``n`` labelled pairs from ``files`` (for validation), seeded.
+
+    ``level`` restricts the blurred patches to one blur level (see :meth:`PatchPairSampler.sample`).
+    """
     sampler = PatchPairSampler.from_files(files, levels=levels, kernel=kernel)
-    return sampler.sample(n, np.random.default_rng(seed))
+    return sampler.sample(n, np.random.default_rng(seed), level=level)

@@ -27,9 +27,10 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from focusfuse.data.synthesis import PatchPairSampler, list_images, make_pairs
+from focusfuse.data.synthesis import PatchPairSampler, list_images
 from focusfuse.models import create_model, save_weights
 from focusfuse.score import resolve_precision
 
@@ -51,6 +52,8 @@ class TrainConfig:
     min_lr: float = 1e-7
     eval_every: int = 500
     val_pairs: int = 20000
+    hard_val_pairs: int = 10000  # a second held-out set with the lightest blur only; 0 = none
+    keep_snapshots: bool = False  # also keep the weights of every evaluation (snapshots/)
     holdout_suffix: str | None = None  # e.g. ".png": those files are the validation images
     val_fraction: float = 0.15  # otherwise this share of the files, chosen by the seed
     blur_levels: int = 5
@@ -67,6 +70,8 @@ class TrainConfig:
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32'; got {self.precision!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1); got {self.val_fraction}")
+        if self.hard_val_pairs < 0:
+            raise ValueError(f"hard_val_pairs must be 0 (none) or more; got {self.hard_val_pairs}")
 
 
 @dataclass
@@ -127,24 +132,38 @@ def _atomic_json(path: Path, obj: dict) -> None:
 
 
 def _save_checkpoint(out: Path, model, opt, state: dict) -> None:
+    """Weights, momentum and run state in one file, replaced in one atomic rename.
+
+    The state rides in the file's metadata, so weights and state can never come from two
+    different steps; ``state.json`` is a readable copy that resuming does not depend on.
+    """
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
     for i, p in enumerate(model.parameters()):
         buf = opt.state.get(p, {}).get("momentum_buffer")
         if buf is not None:
             tensors[f"momentum.{i}"] = buf.contiguous()
     tmp = out / "checkpoint.tmp"
-    save_file(tensors, str(tmp))
+    save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
     os.replace(tmp, out / "checkpoint.safetensors")
     _atomic_json(out / "state.json", state)
 
 
 def _load_checkpoint(out: Path, model, opt) -> dict:
-    tensors = load_file(str(out / "checkpoint.safetensors"))
+    path = out / "checkpoint.safetensors"
+    tensors = load_file(str(path))
+    with safe_open(str(path), "pt") as fh:
+        meta = fh.metadata() or {}
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     for i, p in enumerate(model.parameters()):
         if f"momentum.{i}" in tensors:
             opt.state[p]["momentum_buffer"] = tensors[f"momentum.{i}"].clone()
-    return json.loads((out / "state.json").read_text())
+    if "state" in meta:
+        return json.loads(meta["state"])
+    return json.loads((out / "state.json").read_text())  # checkpoints written before 0.2
+
+
+# settings added after runs were made: the value that matches what those runs did
+_ADDED_LATER = {"hard_val_pairs": 0}
 
 
 def train(cfg: TrainConfig, *, progress: Callable[[str], None] | None = None) -> TrainResult:
@@ -162,9 +181,15 @@ def train(cfg: TrainConfig, *, progress: Callable[[str], None] | None = None) ->
         f"from {cfg.data}; precision {'bf16' if bf16 else 'fp32'}")
     t0 = time.perf_counter()
     sampler = PatchPairSampler.from_files(train_files, levels=cfg.blur_levels, kernel=cfg.blur_kernel)
-    va, vb, vy = make_pairs(val_files, cfg.val_pairs, seed=cfg.seed + 2,
-                            levels=cfg.blur_levels, kernel=cfg.blur_kernel)
-    say(f"blur cascades and {cfg.val_pairs} validation pairs ready in {time.perf_counter() - t0:.0f} s")
+    val_sampler = PatchPairSampler.from_files(val_files, levels=cfg.blur_levels,
+                                              kernel=cfg.blur_kernel)
+    va, vb, vy = val_sampler.sample(cfg.val_pairs, np.random.default_rng(cfg.seed + 2))
+    hard = None
+    if cfg.hard_val_pairs:  # the lightest blur only: does not saturate as early
+        hard = val_sampler.sample(cfg.hard_val_pairs, np.random.default_rng(cfg.seed + 3), level=1)
+    del val_sampler
+    say(f"blur cascades and {cfg.val_pairs} + {cfg.hard_val_pairs} validation pairs ready in "
+        f"{time.perf_counter() - t0:.0f} s")
 
     model = create_model(cfg.arch).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -175,8 +200,9 @@ def train(cfg: TrainConfig, *, progress: Callable[[str], None] | None = None) ->
              "best_step": 0, "bad_evals": 0, "seconds": 0.0, "config": config_dict}
     if (out / "state.json").exists() and (out / "checkpoint.safetensors").exists():
         state = _load_checkpoint(out, model, opt)
-        keep = ("data", "out", "steps", "threads", "eval_every")
-        changed = [k for k in config_dict if k not in keep and state["config"].get(k) != config_dict[k]]
+        keep = ("data", "out", "steps", "threads", "eval_every", "keep_snapshots")
+        changed = [k for k in config_dict if k not in keep
+                   and state["config"].get(k, _ADDED_LATER.get(k)) != config_dict[k]]
         if changed:
             raise ValueError(
                 f"{out} holds a run with other settings ({', '.join(changed)}); "
@@ -208,18 +234,30 @@ def train(cfg: TrainConfig, *, progress: Callable[[str], None] | None = None) ->
                                      "lower --lr")
         if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
             vloss, vacc = evaluate_pairs(model, va, vb, vy, bf16=bf16)
+            hloss, hacc = evaluate_pairs(model, *hard, bf16=bf16) if hard else (math.nan, 0.0)
             state["seconds"] = time.perf_counter() - t_start
             rec = {"step": state["step"], "pairs_seen": state["step"] * cfg.batch_size,
                    "train_loss": running / n_running, "val_loss": vloss, "val_accuracy": vacc,
                    "lr": state["lr"], "seconds": round(state["seconds"], 1)}
+            if hard:
+                rec.update(hard_val_loss=hloss, hard_val_accuracy=hacc)
             running, n_running = 0.0, 0
-            # best: highest accuracy, ties broken by the lower validation loss
-            if (vacc, -vloss) > (state["best_accuracy"], -state.get("best_saved_loss", math.inf)):
+            extra = {"val_accuracy": f"{vacc:.5f}", "step": str(state["step"]),
+                     "val_pairs": str(cfg.val_pairs)}
+            if hard:
+                extra["hard_val_accuracy"] = f"{hacc:.5f}"
+            # best: highest accuracy; ties (the main set saturates) broken by the accuracy on
+            # the lightest blur, then by the lower validation loss
+            key = [vacc, hacc, -vloss]
+            if key > state.get("best_key", [state["best_accuracy"], 0.0,
+                                            -state.get("best_saved_loss", math.inf)]):
                 state["best_accuracy"], state["best_step"] = vacc, state["step"]
-                state["best_saved_loss"] = vloss
-                save_weights(model, out / "model.safetensors", arch=cfg.arch,
-                             extra={"val_accuracy": f"{vacc:.5f}", "step": str(state["step"]),
-                                    "val_pairs": str(cfg.val_pairs)})
+                state["best_saved_loss"], state["best_key"] = vloss, key
+                save_weights(model, out / "model.safetensors", arch=cfg.arch, extra=extra)
+            if cfg.keep_snapshots:
+                (out / "snapshots").mkdir(exist_ok=True)
+                save_weights(model, out / "snapshots" / f"step-{state['step']:06d}.safetensors",
+                             arch=cfg.arch, extra=extra, dtype=torch.float16)
             if vloss < state["best_loss"] * (1 - 1e-3):
                 state["best_loss"], state["bad_evals"] = vloss, 0
             else:
@@ -236,8 +274,9 @@ def train(cfg: TrainConfig, *, progress: Callable[[str], None] | None = None) ->
             state["rng"] = rng.bit_generator.state
             _save_checkpoint(out, model, opt, state)
             rate = rec["pairs_seen"] / max(state["seconds"], 1e-9)
+            hard_msg = f"  light-blur acc {100 * hacc:.2f}%" if hard else ""
             say(f"step {state['step']}/{cfg.steps}  train loss {rec['train_loss']:.4f}  "
-                f"val loss {vloss:.4f}  val acc {100 * vacc:.2f}%  lr {rec['lr']:g}  "
+                f"val loss {vloss:.4f}  val acc {100 * vacc:.3f}%{hard_msg}  lr {rec['lr']:g}  "
                 f"{rate:.0f} pairs/s  {state['seconds'] / 60:.1f} min")
     return TrainResult(out, state["step"], state["best_accuracy"], state["best_step"],
                        state["seconds"], history)
