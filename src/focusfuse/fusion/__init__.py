@@ -149,4 +149,7 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
             fused = fuse_dtcwt([fused.astype(np.float32), nxt], decision=weight,
                                **{k: v for k, v in options.items() if k == "levels"})
         steps.append(maps)
-    return FusionResult(np.clip(fused, 0.0, 1.0).astype(np.float32), method, steps)
+    fused = np.asarray(fused, np.float32)
+    if any(fused is im for im in images):
+        fused = fused.copy()
+    return FusionResult(np.clip(fused, 0.0, 1.0, out=fused), method, steps)

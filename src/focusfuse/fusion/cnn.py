@@ -23,9 +23,17 @@ __all__ = ["blend", "decide", "fuse_pair_cnn"]
 
 
 def blend(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """D·A + (1 − D)·B, D broadcast over channels; float64."""
-    d = weight if a.ndim == 2 else weight[..., None]
-    return d * a.astype(np.float64) + (1.0 - d) * b.astype(np.float64)
+    """D·A + (1 − D)·B = B + D·(A − B), D broadcast over channels.
+
+    float32 when the sources and D are float32 (the type images are read in), else float64.
+    """
+    dtype = np.result_type(a.dtype, b.dtype, weight.dtype, np.float32)
+    d = weight.astype(dtype, copy=False)
+    d = d if a.ndim == 2 else d[..., None]
+    out = np.subtract(a, b, dtype=dtype)
+    out *= d
+    out += b
+    return out
 
 
 def decide(scores: np.ndarray, gray_a: np.ndarray, gray_b: np.ndarray, *, min_region: float = 0.01,
@@ -34,17 +42,19 @@ def decide(scores: np.ndarray, gray_a: np.ndarray, gray_b: np.ndarray, *, min_re
     focus = focus_map(scores, gray_a.shape)
     binary = binary_map(focus)
     refined = remove_small_regions(binary, min_area_fraction=min_region)
-    guide = blend(gray_a, gray_b, refined.astype(np.float64))
-    decision = guided_filter(guide, refined.astype(np.float64), radius=guided_radius, eps=guided_eps)
+    src = refined.astype(np.float32)
+    guide = blend(gray_a, gray_b, src)
+    decision = guided_filter(guide, src.astype(guide.dtype, copy=False), radius=guided_radius,
+                             eps=guided_eps)
     return DecisionMaps(decision=decision, score=scores, focus=focus, binary=binary, refined=refined)
 
 
 def fuse_pair_cnn(a: np.ndarray, b: np.ndarray, model: FocusNet, *, min_region: float = 0.01,
                   guided_radius: int = 8, guided_eps: float = 0.1, precision: str = "auto",
                   device: str = "auto") -> tuple[np.ndarray, DecisionMaps]:
-    """Fuse two sources; returns the fused image (float64) and the step's maps."""
-    ga = to_gray(a).astype(np.float64)
-    gb = to_gray(b).astype(np.float64)
+    """Fuse two sources; returns the fused image (float32 for float32 sources) and the maps."""
+    ga = to_gray(a)
+    gb = to_gray(b)
     scores = score_map(model, ga, gb, precision=precision, device=device)
     maps = decide(scores, ga, gb, min_region=min_region, guided_radius=guided_radius,
                   guided_eps=guided_eps)
