@@ -52,7 +52,7 @@ def main(argv=None) -> int:
         scores, agree = [], []
         for p, ref in zip(pairs, theirs):
             r = ff.fuse(p, model=model)
-            fused8 = (np.floor(np.clip(r.fused, 0, 1) * 255 + 0.5)).astype(np.uint8)
+            fused8 = ff.io.quantize(r.fused, 8)
             scores.append(evaluate(*p, fused8))
             agree.append(float((r.refined_map == ref).mean()))
         means = [np.mean([s[m] for s in scores]) for m in METRICS]

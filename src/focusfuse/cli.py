@@ -264,7 +264,7 @@ def _run_demo(args) -> int:
 
     from focusfuse import fuse
     from focusfuse.examples import example_pair
-    from focusfuse.io import write_image
+    from focusfuse.io import quantize, write_image
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -279,7 +279,7 @@ def _run_demo(args) -> int:
         write_image(out / "decision.png", np.clip(result.decision_map, 0, 1))
 
     def quality(im):
-        im8 = np.floor(np.clip(im, 0, 1) * 255 + 0.5) / 255
+        im8 = quantize(im, 8) / 255
         return (peak_signal_noise_ratio(sharp, im8, data_range=1.0),
                 structural_similarity(sharp, im8, data_range=1.0, channel_axis=2))
 

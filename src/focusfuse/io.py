@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["Image", "ImageReadError", "read_image", "write_image", "SUPPORTED_SUFFIXES"]
+__all__ = ["Image", "ImageReadError", "quantize", "read_image", "write_image", "SUPPORTED_SUFFIXES"]
 
 SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _TIFF = (".tif", ".tiff")
@@ -98,6 +98,15 @@ def read_image(path: str | os.PathLike, *, with_depth: bool = False) -> np.ndarr
     return pixels
 
 
+def quantize(image: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """Float [0, 1] to uint8 (or uint16) codes, rounded to the nearest level, as written."""
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16; got {bit_depth}")
+    top = 255 if bit_depth == 8 else 65535
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    return np.floor(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * top + 0.5).astype(dtype)
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray, *, bit_depth: int = 8) -> Path:
     """Write float pixels in [0, 1] as an 8- or 16-bit PNG, TIFF or JPEG (8 bit only).
 
@@ -127,9 +136,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, bit_depth: int = 
         raise ValueError(
             f"image must be (H, W) gray or (H, W, 3 or 4) colour; got shape {image.shape}"
         )
-    top = 255 if bit_depth == 8 else 65535
-    dtype = np.uint8 if bit_depth == 8 else np.uint16
-    raw = np.floor(np.clip(image.astype(np.float64), 0.0, 1.0) * top + 0.5).astype(dtype)
+    raw = quantize(image, bit_depth)
 
     fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=".focusfuse-", dir=path.parent)
     os.close(fd)

@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from focusfuse.io import SUPPORTED_SUFFIXES
+from focusfuse.io import SUPPORTED_SUFFIXES, quantize
 
 __all__ = ["MethodSpec", "Pair", "Progress", "find_pairs", "parse_methods", "run_methods",
            "score_reference", "read_published", "CNN_METHODS", "PRECISIONS"]
@@ -246,7 +246,7 @@ def _read_json(path: Path):
 
 def to8(image: np.ndarray) -> np.ndarray:
     """Float [0, 1] to uint8 with rounding to the nearest level (as ``write_image`` does)."""
-    return np.floor(np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    return quantize(image, 8)
 
 
 def _score(a, b, fused8) -> dict[str, float]:

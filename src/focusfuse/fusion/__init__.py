@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -16,21 +17,31 @@ __all__ = ["METHODS", "DecisionMaps", "FusionResult", "check_images", "check_opt
 METHODS = ("cnn", "cnn-dtcwt", "dtcwt", "dwt", "laplacian")
 
 
-def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The boundary check shared by all methods: two or more arrays of one shape."""
-    if isinstance(images, np.ndarray):
-        raise TypeError("images must be a list of arrays, one per source; got a single array")
+def check_images(images: Sequence[np.ndarray], *, any_channels: bool = False) -> list[np.ndarray]:
+    """The boundary check shared by all methods: two or more float arrays of one shape.
+
+    Arrays are (H, W) gray or (H, W, 3) colour (a 4th, alpha, channel is ignored);
+    ``any_channels`` allows (H, W, C) with any C from 1 to 4 (the multiscale methods fuse
+    each channel on its own). NaN or infinity is an error, values outside [0, 1] a warning.
+    """
+    if isinstance(images, np.ndarray) or not isinstance(images, Sequence):
+        raise TypeError(f"images must be a list of arrays, one per source; got "
+                        f"{type(images).__name__}; pass [image_a, image_b]")
     images = [np.asarray(im) for im in images]
     if len(images) < 2:
         raise ValueError(f"fusion needs at least two images; got {len(images)}")
     for i, im in enumerate(images):
-        if not np.issubdtype(im.dtype, np.floating):
+        if im.dtype == bool or not np.issubdtype(im.dtype, np.floating):
             raise TypeError(
                 f"images[{i}] has dtype {im.dtype}; pass float arrays in [0, 1] "
-                "(focusfuse.read_image returns them)"
+                "(focusfuse.read_image returns them, or divide by 255 or 65535)"
             )
-        if im.ndim not in (2, 3) or (im.ndim == 3 and im.shape[2] not in (3, 4)):
-            raise ValueError(f"images[{i}] must be (H, W) gray or (H, W, 3) colour; got shape {im.shape}")
+        channels_ok = 1 <= im.shape[-1] <= 4 if any_channels else im.shape[-1] in (3, 4)
+        if im.ndim not in (2, 3) or (im.ndim == 3 and not channels_ok):
+            allowed = "(H, W, C) with C <= 4" if any_channels else "(H, W, 3) colour"
+            raise ValueError(f"images[{i}] must be (H, W) gray or {allowed}; got shape {im.shape}")
+        if min(im.shape[:2]) < 1:
+            raise ValueError(f"images[{i}] must not be empty; got shape {im.shape}")
     first = images[0].shape
     for i, im in enumerate(images[1:], 1):
         if im.shape != first:
@@ -44,6 +55,13 @@ def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
                 f"images must have the same shape; got {first} and {im.shape} (images[{i}]); "
                 "align or crop them first"
             )
+    for i, im in enumerate(images):
+        lo, hi = float(np.min(im)), float(np.max(im))
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError(f"images[{i}] contains NaN or infinity; fill or drop those pixels")
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            warnings.warn(f"images[{i}] has values outside [0, 1] (min {lo:.3g}, max {hi:.3g}); "
+                          "the fused image is clipped to [0, 1]", stacklevel=3)
     return images
 
 

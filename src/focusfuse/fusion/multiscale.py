@@ -114,42 +114,9 @@ _DWT_BOUNDARY = "symmetric"
 # --------------------------------------------------------------------------- checks
 def _check_images(images) -> np.ndarray:
     """Validate the sources; return them stacked as float64 (N, H, W, C)."""
-    if isinstance(images, np.ndarray) or not isinstance(images, Sequence):
-        raise TypeError(
-            f"images must be a list or tuple of arrays; got {type(images).__name__}; "
-            f"pass [image_a, image_b]"
-        )
-    if len(images) < 2:
-        raise ValueError(f"images must hold at least 2 images; got {len(images)}; pass two or more")
-    arrays = []
-    for i, image in enumerate(images):
-        a = np.asarray(image)
-        if a.dtype == bool or not np.issubdtype(a.dtype, np.floating):
-            raise TypeError(
-                f"images[{i}] must be a float array in [0, 1]; got dtype {a.dtype}; read it "
-                f"with focusfuse.io.read_image or convert it, e.g. img.astype(np.float32) / 255"
-            )
-        if a.ndim not in (2, 3) or (a.ndim == 3 and not 1 <= a.shape[2] <= 4):
-            raise ValueError(
-                f"images[{i}] must be (H, W) or (H, W, C) with C <= 4; got shape {a.shape}"
-            )
-        if min(a.shape[:2]) < 1:
-            raise ValueError(f"images[{i}] must not be empty; got shape {a.shape}")
-        if arrays and a.shape != arrays[0].shape:
-            raise ValueError(
-                f"images must have the same shape; got {arrays[0].shape} and {a.shape} "
-                f"(images[{i}]); align or crop them first"
-            )
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"images[{i}] contains NaN or infinity; fill or drop those pixels")
-        if a.size and (a.min() < -1e-6 or a.max() > 1 + 1e-6):
-            warnings.warn(
-                f"images[{i}] has values outside [0, 1] (min {a.min():.3g}, max {a.max():.3g}); "
-                f"the fused image is clipped to [0, 1]",
-                stacklevel=3,
-            )
-        arrays.append(a)
-    stack = np.stack(arrays).astype(np.float64)
+    from focusfuse.fusion import check_images
+
+    stack = np.stack(check_images(images, any_channels=True)).astype(np.float64)
     return stack if stack.ndim == 4 else stack[..., None]
 
 
