@@ -66,6 +66,7 @@ def main(argv=None) -> int:
     mat = SHARED / "weights" / "liu2016-cnnmodel.mat"
     if mat.is_file():
         models["released (authors')"] = ff.load_weights(mat)
+    models["fast (shipped)"] = ff.load_weights("fast")
     for name, model in models.items():
         for precision in ("bf16", "fp32"):
             r = timed(lambda: ff.fuse(pair, model=model, precision=precision), args.runs)

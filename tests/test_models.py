@@ -219,3 +219,17 @@ def test_shipped_models_load_by_name(name):
 def test_fast_model_is_much_lighter_than_the_paper_model():
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(create_model("fast")) * 20 < count(create_model("paper"))
+
+
+def test_layout_is_read_from_the_tensors(tmp_path):
+    """A file whose metadata names an architecture of other widths (e.g. the 0.1 ``fast``
+    model, 32-64-128) still loads, with the widths its tensors have."""
+    from focusfuse.models import FocusNet, load_weights, save_weights
+
+    model = FocusNet(hidden=None, widths=(32, 64, 128))
+    path = save_weights(model, tmp_path / "old-fast.safetensors", arch="fast")
+    loaded = load_weights(path)
+    assert loaded.widths == (32, 64, 128) and loaded.fc1 is None
+    assert arch_of(loaded) == "fast-wide"
+    x = torch.rand(2, 1, 16, 16)
+    torch.testing.assert_close(loaded(x, x), model.eval()(x, x))

@@ -3,8 +3,10 @@
 - ``"paper"``: the network as the paper's text describes it (a 256-unit fully connected
   layer before the 2 outputs); the architecture of the shipped model.
 - ``"released"``: the layout of the authors' released MATLAB model (no 256-unit layer).
-- ``"fast"``: the released layout at half the width (32, 64, 128 maps), for speed: about a
-  quarter of the released layout's arithmetic.
+- ``"fast"``: the released layout at a quarter of the width (16, 32, 64 maps), for speed:
+  about a sixteenth of the released layout's arithmetic in the convolutions;
+- ``"fast-wide"``: the released layout at half the width (32, 64, 128 maps; the ``fast``
+  model of focusfuse 0.1).
 
 Weights are safetensors files whose metadata names the architecture; the authors' MATLAB
 ``.mat`` file is read too (:func:`load_matlab_weights`). Nothing is downloaded.
@@ -12,6 +14,7 @@ Weights are safetensors files whose metadata names the architecture; the authors
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -27,7 +30,8 @@ __all__ = ["FocusNet", "PATCH", "STRIDE", "MODELS", "SHIPPED", "arch_of", "creat
 MODELS: dict[str, Callable[[], FocusNet]] = {
     "paper": lambda: FocusNet(hidden=256),
     "released": lambda: FocusNet(hidden=None),
-    "fast": lambda: FocusNet(hidden=None, widths=(32, 64, 128)),
+    "fast": lambda: FocusNet(hidden=None, widths=(16, 32, 64)),
+    "fast-wide": lambda: FocusNet(hidden=None, widths=(32, 64, 128)),
 }
 
 #: the shipped weights, inside the package, by model name (trained with ``focusfuse train``;
@@ -73,6 +77,9 @@ def save_weights(model: FocusNet, path: str | Path, *, arch: str | None = None,
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # the usual mode of a new file, not safetensors' 0600
     tmp.replace(path)
     return path
 
@@ -148,7 +155,16 @@ def load_weights(path: str | Path | None = None) -> FocusNet:
     arch = meta.get("arch")
     if arch not in MODELS:
         raise ValueError(f"weights file {path}: metadata names no known architecture ({arch!r})")
-    model = create_model(arch)
+    try:  # the layout is read from the tensors' shapes (widths changed between versions)
+        widths = tuple(int(tensors[f"conv{i}.weight"].shape[0]) for i in (1, 2, 3))
+        hidden = int(tensors["fc1.weight"].shape[0]) if "fc1.weight" in tensors else None
+    except KeyError as exc:
+        raise ValueError(f"weights file {path} does not fit the {arch!r} model: "
+                         f"no tensor {exc}") from None
+    if (hidden is None) != (create_model(arch).hidden is None):
+        raise ValueError(f"weights file {path} does not fit the {arch!r} model: "
+                         f"{'a' if hidden else 'no'} 256-unit layer in the file")
+    model = FocusNet(hidden=hidden, widths=widths)
     try:
         model.load_state_dict({k: v.float() for k, v in tensors.items()})
     except RuntimeError as exc:
