@@ -202,3 +202,13 @@ def test_box_mean_in_float32():
     got = box_mean(x.astype(np.float32), 3)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, _box_mean_loops(x, 3), atol=1e-6)
+
+
+def test_guided_filter_uses_float64_for_tiny_eps():
+    rng = np.random.default_rng(10)
+    guide = ndimage.gaussian_filter(rng.random((30, 30)), 1.5).astype(np.float32)
+    src = (rng.random((30, 30)) > 0.5).astype(np.float32)
+    got = guided_filter(guide, src, radius=3, eps=1e-7)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, _reference_guided(guide.astype(np.float64),
+                                                      src.astype(np.float64), 3, 1e-7), atol=1e-8)

@@ -272,3 +272,23 @@ def test_lytro_pair(fuse):
         gray = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         return np.mean(np.abs(np.diff(gray, axis=0))) + np.mean(np.abs(np.diff(gray, axis=1)))
     assert detail(out) > max(detail(a), detail(b))
+
+
+def test_range_warning_comes_once_and_names_the_callers_line():
+    import warnings
+
+    from focusfuse import fuse as fuse_any
+
+    image, bright = _sharp((32, 32)), _sharp((32, 32)) * 1.5
+    for call in (lambda: fuse_any([image, bright], method="laplacian", levels=2),
+                 lambda: fuse_laplacian([image, bright], levels=2)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        mine = [w for w in caught if "outside [0, 1]" in str(w.message)]
+        assert len(mine) == 1 and mine[0].filename == __file__
+
+
+def test_zero_dimensional_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="must be"):
+        fuse_dwt([np.float32(0.5), np.float32(0.5)])

@@ -349,3 +349,39 @@ def test_tiny_run_of_the_paper_architecture(image_folder, tmp_path):
     train(cfg, progress=lambda s: None)
     model = load_weights(tmp_path / "model.safetensors")
     assert model.fc1 is not None and model.fc1.out_features == 256
+
+
+def test_resume_without_state_json_and_with_a_longer_log(trained, image_folder, tmp_path):
+    """Resuming reads the checkpoint alone; log lines written after it are dropped."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained[0], out)
+    (out / "state.json").unlink()
+    with (out / "log.jsonl").open("a") as fh:  # a step 9 whose checkpoint never landed
+        fh.write(json.dumps({"step": 9, "val_loss": 0.0}) + "\n")
+    messages = []
+    train(_config(image_folder, out, steps=9), progress=messages.append)
+    assert any("resuming" in m and "step 6" in m for m in messages)
+    assert [r["step"] for r in _log(out)] == [3, 6, 9]
+
+
+def test_resume_with_other_widths_says_so(trained, image_folder, tmp_path, monkeypatch):
+    import shutil
+
+    from focusfuse.models import MODELS, FocusNet
+
+    out = tmp_path / "run"
+    shutil.copytree(trained[0], out)
+    monkeypatch.setitem(MODELS, "released", lambda: FocusNet(hidden=None, widths=(8, 16, 32)))
+    with pytest.raises(ValueError, match="do not fit"):
+        train(_config(image_folder, out, steps=9), progress=lambda s: None)
+
+
+def test_hard_val_pairs_may_change_on_resume(trained, image_folder, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained[0], out)
+    train(_config(image_folder, out, steps=9, hard_val_pairs=0), progress=lambda s: None)
+    assert "hard_val_accuracy" not in _log(out)[-1]

@@ -21,6 +21,16 @@ import numpy as np
 
 __all__ = ["Image", "ImageReadError", "quantize", "read_image", "write_image", "SUPPORTED_SUFFIXES"]
 
+def _new_file_mode() -> int:
+    umask = os.umask(0o022)  # reading the umask means setting it: done once, at import
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+#: the mode a new file gets from this process's umask (files written through a temporary
+#: name get it too, not the temporary's 0600)
+NEW_FILE_MODE = _new_file_mode()
+
 SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _TIFF = (".tif", ".tiff")
 
@@ -153,9 +163,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, bit_depth: int = 
             if not ok:
                 raise ValueError(f"output {path}: could not encode the image as {suffix}")
             buf.tofile(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual mode
+        os.chmod(tmp, NEW_FILE_MODE)  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -31,7 +31,7 @@ BLUR_LEVELS = 5
 BLUR_SIGMA = 2.0
 BLUR_KSIZE = 7
 MIN_VARIANCE = 25.0  # on the 0..255 scale
-MAX_REJECTIONS_PER_PAIR = 1000  # flat patches drawn per pair before the images count as flat
+MAX_REJECTIONS_PER_PAIR = 1000  # images yielding fewer than 1 textured patch in this many count as flat
 
 
 def blur_cascade(gray: np.ndarray, *, levels: int = BLUR_LEVELS, sigma: float = BLUR_SIGMA,
@@ -106,7 +106,7 @@ class PatchPairSampler:
         b = np.empty_like(a)
         got, rejected = 0, 0
         while got < n:
-            if rejected > MAX_REJECTIONS_PER_PAIR * n + 100_000:
+            if rejected >= 100_000 and got * MAX_REJECTIONS_PER_PAIR < rejected:
                 raise ValueError(
                     f"found only {got} of {n} textured patches in {rejected + got} draws: the "
                     f"images are almost flat (patch variance on the 0..255 scale must exceed "

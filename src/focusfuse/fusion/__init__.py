@@ -17,12 +17,14 @@ __all__ = ["METHODS", "DecisionMaps", "FusionResult", "check_images", "check_opt
 METHODS = ("cnn", "cnn-dtcwt", "dtcwt", "dwt", "laplacian")
 
 
-def check_images(images: Sequence[np.ndarray], *, any_channels: bool = False) -> list[np.ndarray]:
+def check_images(images: Sequence[np.ndarray], *, any_channels: bool = False,
+                 stacklevel: int = 3) -> list[np.ndarray]:
     """The boundary check shared by all methods: two or more float arrays of one shape.
 
-    Arrays are (H, W) gray or (H, W, 3) colour (a 4th, alpha, channel is ignored);
-    ``any_channels`` allows (H, W, C) with any C from 1 to 4 (the multiscale methods fuse
-    each channel on its own). NaN or infinity is an error, values outside [0, 1] a warning.
+    Arrays are (H, W) gray or (H, W, 3) colour (a 4th channel, alpha, is left out of the
+    scoring and blended like the others); ``any_channels`` allows (H, W, C) with any C from
+    1 to 4 (the multiscale methods fuse each channel on its own). NaN or infinity is an
+    error, values outside [0, 1] a warning (``stacklevel`` points it at the caller's line).
     """
     if isinstance(images, np.ndarray) or not isinstance(images, Sequence):
         raise TypeError(f"images must be a list of arrays, one per source; got "
@@ -36,8 +38,8 @@ def check_images(images: Sequence[np.ndarray], *, any_channels: bool = False) ->
                 f"images[{i}] has dtype {im.dtype}; pass float arrays in [0, 1] "
                 "(focusfuse.read_image returns them, or divide by 255 or 65535)"
             )
-        channels_ok = 1 <= im.shape[-1] <= 4 if any_channels else im.shape[-1] in (3, 4)
-        if im.ndim not in (2, 3) or (im.ndim == 3 and not channels_ok):
+        if im.ndim not in (2, 3) or (im.ndim == 3 and not (
+                1 <= im.shape[2] <= 4 if any_channels else im.shape[2] in (3, 4))):
             allowed = "(H, W, C) with C <= 4" if any_channels else "(H, W, 3) colour"
             raise ValueError(f"images[{i}] must be (H, W) gray or {allowed}; got shape {im.shape}")
         if min(im.shape[:2]) < 1:
@@ -61,7 +63,7 @@ def check_images(images: Sequence[np.ndarray], *, any_channels: bool = False) ->
             raise ValueError(f"images[{i}] contains NaN or infinity; fill or drop those pixels")
         if lo < -1e-6 or hi > 1 + 1e-6:
             warnings.warn(f"images[{i}] has values outside [0, 1] (min {lo:.3g}, max {hi:.3g}); "
-                          "the fused image is clipped to [0, 1]", stacklevel=3)
+                          "the fused image is clipped to [0, 1]", stacklevel=stacklevel)
     return images
 
 
@@ -141,14 +143,16 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
     if method in ("dwt", "dtcwt", "laplacian"):
         from focusfuse.fusion import multiscale
 
-        if method == "dwt":
-            if wavelet is not None:
-                options["wavelet"] = wavelet
-            fused = multiscale.fuse_dwt(images, **options)
-        elif method == "dtcwt":
-            fused = multiscale.fuse_dtcwt(images, **options)
-        else:
-            fused = multiscale.fuse_laplacian(images, **options)
+        with warnings.catch_warnings():  # the range was checked (and warned about) above
+            warnings.filterwarnings("ignore", message=r".*outside \[0, 1\]")
+            if method == "dwt":
+                if wavelet is not None:
+                    options["wavelet"] = wavelet
+                fused = multiscale.fuse_dwt(images, **options)
+            elif method == "dtcwt":
+                fused = multiscale.fuse_dtcwt(images, **options)
+            else:
+                fused = multiscale.fuse_laplacian(images, **options)
         return FusionResult(fused, method, [])
 
     from focusfuse.fusion.cnn import fuse_pair_cnn

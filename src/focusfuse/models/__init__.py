@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from focusfuse.io import NEW_FILE_MODE
 from focusfuse.models.focusnet import PATCH, STRIDE, FocusNet
 
 __all__ = ["FocusNet", "PATCH", "STRIDE", "MODELS", "SHIPPED", "arch_of", "create_model",
@@ -77,9 +78,7 @@ def save_weights(model: FocusNet, path: str | Path, *, arch: str | None = None,
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # the usual mode of a new file, not safetensors' 0600
+    os.chmod(tmp, NEW_FILE_MODE)  # the usual mode of a new file, not a temporary's 0600
     tmp.replace(path)
     return path
 
@@ -161,9 +160,9 @@ def load_weights(path: str | Path | None = None) -> FocusNet:
     except KeyError as exc:
         raise ValueError(f"weights file {path} does not fit the {arch!r} model: "
                          f"no tensor {exc}") from None
-    if (hidden is None) != (create_model(arch).hidden is None):
-        raise ValueError(f"weights file {path} does not fit the {arch!r} model: "
-                         f"{'a' if hidden else 'no'} 256-unit layer in the file")
+    if (hidden is not None) != (arch == "paper"):
+        raise ValueError(f"weights file {path} does not fit the {arch!r} model: the file has "
+                         f"{'a' if hidden else 'no'} hidden fully connected layer")
     model = FocusNet(hidden=hidden, widths=widths)
     try:
         model.load_state_dict({k: v.float() for k, v in tensors.items()})

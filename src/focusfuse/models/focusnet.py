@@ -91,7 +91,8 @@ class FocusNet(nn.Module):
 
         ``spectral=True`` computes the 8×8 convolution of the 256-unit layer by overlap-save
         DFT (:func:`~focusfuse.models.spectral.spectral_conv2d`, in the features' type,
-        bfloat16 or float32): the same scores, several times faster on a CPU.
+        bfloat16 or float32): in float32 the same scores to about 1e-5, in bfloat16 close
+        to the direct convolution's bfloat16 scores; several times faster on a CPU.
         """
         c = feats.shape[1]
         if self.fc1 is not None:

@@ -9,8 +9,9 @@ gives ``(tile − k + 1)²`` exact outputs (overlap-save).
 FFT libraries are slow on millions of 24×24 transforms (a few microseconds each, mostly
 overhead), so the transforms here are small dense DFT matrices applied along one axis at a
 time, as matrix products over all tiles and channels at once. Every step is then a large
-GEMM, which runs near the machine's peak, in bfloat16 when the input is bfloat16 (with
-float32 accumulation), otherwise in float32. The layouts are chosen so that no step needs a
+GEMM, which runs near the machine's peak, in bfloat16 when the input is bfloat16 (each
+product accumulates in float32, and its result is rounded to bfloat16 for the next step, so
+the output is close to, not equal to, the float32 one), otherwise in float32. The layouts are chosen so that no step needs a
 transposed copy:
 
 1. tiles ``(x, r, C, m)`` (C: channels, m: tiles); along x: ``(kx, part, r, C·m)``
@@ -33,8 +34,9 @@ __all__ = ["SPECTRAL_TILE", "TILES_PER_GEMM", "SpectralKernel", "spectral_conv2d
 
 #: tile side: each tile gives (24 − 7)² outputs of an 8×8 kernel
 SPECTRAL_TILE = 24
-#: tiles transformed and multiplied at once: bounds the memory (about 150 MB of spectra for
-#: 512 bfloat16 channels) while keeping every product large enough to run at full speed
+#: tiles transformed and multiplied at once: bounds the memory (for 512 bfloat16 channels,
+#: about 150 MB per intermediate and two alive at a time) while keeping every product large
+#: enough to run at full speed
 TILES_PER_GEMM = 256
 
 
@@ -148,15 +150,21 @@ def spectral_conv2d(x: torch.Tensor, kernel: SpectralKernel,
             # (tr, tx, C, r, x) -> (x, r, C, tr, tx)
             tiles = part.unfold(0, tile, v).unfold(1, tile, v).permute(4, 3, 2, 0, 1)
             tiles = tiles.reshape(tile, tile * c * m)
+            # each intermediate is dropped as soon as the next exists: the peak holds two
             s1 = mats["fwd_x"].t() @ tiles  # (kx·part, r·C·m)
+            del tiles
             s1 = s1.view(nb, 2 * tile, c * m)  # (kx, part·r, C·m)
             s2 = torch.matmul(mats["fwd_y"], s1)  # (kx, ky·part, C·m)
+            del s1
             s2 = s2.view(nb * tile, 2 * c, m)  # (bins, part·C, m)
             p = torch.bmm(mats["big"], s2)  # (bins, part·O, m)
+            del s2
             p = p.view(nb, 2 * tile, o * m)  # (kx, ky·part, O·m)
             q = torch.matmul(mats["inv_y"], p)  # (kx, part·y, O·m)
+            del p
             q = q.view(2 * nb, v * o * m)
             y = (mats["inv_x"] @ q).float()  # (x, y·O·m)
+            del q
             y = y.view(v, v, o, r1 - r0, tx).permute(2, 3, 1, 4, 0)  # (O, tr, y, tx, x)
             out[i, :, r0 * v:r1 * v] = y.reshape(o, (r1 - r0) * v, tx * v)
     if bias is not None:

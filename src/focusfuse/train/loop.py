@@ -7,10 +7,12 @@ base learning rate is 1e-4 (in Caffe); it is a setting here (``lr``) and the shi
 model's docs say which value it used and why.
 
 A run lives in one folder: ``log.jsonl`` (one JSON object per evaluation),
-``checkpoint.safetensors`` + ``state.json`` (written atomically after every
-evaluation; a run started again on the same folder resumes from them) and
-``model.safetensors``, the weights with the best validation accuracy so far (ties broken
-by the lower validation loss).
+``checkpoint.safetensors`` (weights, momentum buffers and the run state, replaced
+atomically after every evaluation; a run started again on the same folder resumes from
+it), ``state.json`` (a readable copy of the state), ``model.safetensors`` (the weights with
+the best validation accuracy so far; ties broken by the accuracy on the lightest blur, then
+by the lower validation loss) and, if asked, ``snapshots/`` (the weights of every
+evaluation, float16).
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def _save_checkpoint(out: Path, model, opt, state: dict) -> None:
     """Weights, momentum and run state in one file, replaced in one atomic rename.
 
     The state rides in the file's metadata, so weights and state can never come from two
-    different steps; ``state.json`` is a readable copy that resuming does not depend on.
+    different steps; ``state.json`` is a readable copy that resuming does not read.
     """
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
     for i, p in enumerate(model.parameters()):
@@ -148,18 +150,41 @@ def _save_checkpoint(out: Path, model, opt, state: dict) -> None:
     _atomic_json(out / "state.json", state)
 
 
-def _load_checkpoint(out: Path, model, opt) -> dict:
+def _read_state(out: Path) -> dict | None:
+    """The run state saved with the checkpoint in ``out``, or None when there is none."""
     path = out / "checkpoint.safetensors"
-    tensors = load_file(str(path))
+    if not path.is_file():
+        return None
     with safe_open(str(path), "pt") as fh:
         meta = fh.metadata() or {}
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    for i, p in enumerate(model.parameters()):
-        if f"momentum.{i}" in tensors:
-            opt.state[p]["momentum_buffer"] = tensors[f"momentum.{i}"].clone()
     if "state" in meta:
         return json.loads(meta["state"])
     return json.loads((out / "state.json").read_text())  # checkpoints written before 0.2
+
+
+def _load_checkpoint(out: Path, model, opt) -> None:
+    tensors = load_file(str(out / "checkpoint.safetensors"))
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    except RuntimeError:
+        raise ValueError(
+            f"{out}: the checkpoint's weights do not fit the {model.widths} layout of this "
+            "architecture (a run of an older focusfuse?); use a new --out folder"
+        ) from None
+    for i, p in enumerate(model.parameters()):
+        if f"momentum.{i}" in tensors:
+            opt.state[p]["momentum_buffer"] = tensors[f"momentum.{i}"].clone()
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop log lines after ``step``: written by a run that stopped before its checkpoint."""
+    if path.is_file():
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        kept = [ln for ln in lines if json.loads(ln)["step"] <= step]
+        if len(kept) != len(lines):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(ln + "\n" for ln in kept))
+            os.replace(tmp, path)
 
 
 # settings added after runs were made: the value that matches what those runs did
@@ -198,16 +223,22 @@ def train(cfg: TrainConfig, *, progress: Callable[[str], None] | None = None) ->
     config_dict = asdict(cfg)
     state = {"step": 0, "lr": cfg.lr, "best_loss": math.inf, "best_accuracy": 0.0,
              "best_step": 0, "bad_evals": 0, "seconds": 0.0, "config": config_dict}
-    if (out / "state.json").exists() and (out / "checkpoint.safetensors").exists():
-        state = _load_checkpoint(out, model, opt)
-        keep = ("data", "out", "steps", "threads", "eval_every", "keep_snapshots")
+    saved = _read_state(out)
+    if saved is not None:
+        # settings that do not change the training itself may differ on resuming (the
+        # lightest-blur set is drawn with its own seed and only measured)
+        keep = ("data", "out", "steps", "threads", "eval_every", "keep_snapshots",
+                "hard_val_pairs")
         changed = [k for k in config_dict if k not in keep
-                   and state["config"].get(k, _ADDED_LATER.get(k)) != config_dict[k]]
+                   and saved["config"].get(k, _ADDED_LATER.get(k)) != config_dict[k]]
         if changed:
             raise ValueError(
                 f"{out} holds a run with other settings ({', '.join(changed)}); "
                 "use a new --out folder or the same settings to resume"
             )
+        _load_checkpoint(out, model, opt)
+        state = saved
+        _trim_log(out / "log.jsonl", state["step"])
         rng.bit_generator.state = state["rng"]
         say(f"resuming {out} at step {state['step']} (lr {state['lr']:g})")
     for g in opt.param_groups:
