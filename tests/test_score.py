@@ -200,3 +200,36 @@ def test_focus_map_stays_in_score_range():
     scores = np.random.default_rng(1).random((20, 20)) * 0.5 + 0.25
     f = focus_map(scores, (54, 54))
     assert f.min() >= scores.min() - 1e-12 and f.max() <= scores.max() + 1e-12
+
+
+def test_compile_failure_is_a_clear_error(monkeypatch):
+    """Where torch.compile cannot work, the error says so and how to go on."""
+    from focusfuse.device import CompileError
+    from focusfuse.models import create_model
+
+    def broken(*args, **kwargs):
+        raise OSError("no C compiler")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    a = np.random.default_rng(0).random((40, 40)).astype(np.float32)
+    with pytest.raises(CompileError, match="without --compile"):
+        score_map(create_model("released"), a, a, compile=True)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # from inside torch.compile
+def test_compiled_branch_gives_the_same_scores():
+    """torch.compile changes how the convolutions run, not what they compute (fp32)."""
+    import shutil
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("torch.compile needs a C compiler on the CPU")
+    from focusfuse.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("fast").eval()
+    rng = np.random.default_rng(1)
+    a, b = rng.random((48, 52)).astype(np.float32), rng.random((48, 52)).astype(np.float32)
+    eager = score_map(model, a, b, precision="fp32", device="cpu")
+    compiled = score_map(model, a, b, precision="fp32", device="cpu", compile=True)
+    np.testing.assert_allclose(compiled, eager, atol=1e-5)

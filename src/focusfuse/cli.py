@@ -99,6 +99,9 @@ def _add_fuse(sub) -> None:
     g.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                    help="network precision (auto: bf16 where the CPU or GPU has it)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the network's convolutions (compiling takes tens of "
+                        "seconds; worth it for many images of one size)")
     g = p.add_argument_group("output")
     g.add_argument("--save-steps", default=None, metavar="DIR",
                    help="also write every intermediate map (score, focus, binary, refined, "
@@ -228,6 +231,7 @@ def _run_fuse(args) -> int:
     result = fuse([im.pixels for im in images], method=args.method, weights=args.weights,
                   model=model, min_region=args.min_region, guided_radius=args.guided_radius,
                   guided_eps=args.guided_eps, precision=args.precision, device=args.device,
+                  compile=args.compile,
                   levels=args.levels, wavelet=args.wavelet, consistency=args.consistency)
     # 16 bit out when an input has more than 8 bits, unless the output is a JPEG
     depth = args.bit_depth or (16 if not jpeg and any(im.bit_depth > 8 for im in images) else 8)
@@ -460,10 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from focusfuse.device import CompileError
+
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
-    except (UserError, ValueError, TypeError, OSError, ArithmeticError) as exc:
+    except (UserError, ValueError, TypeError, OSError, ArithmeticError, CompileError) as exc:
         print(f"focusfuse {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

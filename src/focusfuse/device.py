@@ -5,7 +5,11 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-__all__ = ["cpu_has_fast_bf16"]
+__all__ = ["CompileError", "cpu_has_fast_bf16"]
+
+
+class CompileError(RuntimeError):
+    """``torch.compile`` could not compile the network here (no C compiler, say)."""
 
 
 @functools.cache

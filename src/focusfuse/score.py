@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 import torch
 
+from focusfuse.device import CompileError
 from focusfuse.models import PATCH, STRIDE, FocusNet
 
-__all__ = ["focus_map", "resolve_precision", "score_map"]
+__all__ = ["CompileError", "focus_map", "resolve_precision", "score_map"]
 
 
 def resolve_precision(precision: str, device: str) -> str:
@@ -55,11 +56,28 @@ DEFAULT_TILE = 256
 SPECTRAL_MIN_SCORES = 32 * 32
 
 
+def _compiled_features(model: FocusNet):
+    """``torch.compile`` of the model's branch, made once per model and kept on it."""
+    fn = model.__dict__.get("_compiled_features")
+    if fn is None:
+        fn = torch.compile(model.features, dynamic=False)
+        model.__dict__["_compiled_features"] = fn
+    return fn
+
+
 def _dense_scores(model: FocusNet, x: torch.Tensor, bf16: bool, device_type: str,
-                  spectral: bool) -> torch.Tensor:
+                  spectral: bool, compile: bool = False) -> torch.Tensor:
     """Softmax score of the first image for a (2, 1, h, w) pair tensor: (h/2 − 7, w/2 − 7)."""
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-        feats = model.features(x)
+        if compile:
+            try:
+                feats = _compiled_features(model)(x)
+            except Exception as exc:  # no C compiler, unsupported platform...
+                raise CompileError(f"torch.compile failed ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''}); "
+                                   "run without --compile") from exc
+        else:
+            feats = model.features(x)
         pair = torch.cat([feats[:1], feats[1:]], dim=1)
         n_scores = (pair.shape[2] - 7) * (pair.shape[3] - 7)
         use_fft = spectral and model.fc1 is not None and n_scores >= SPECTRAL_MIN_SCORES
@@ -82,7 +100,8 @@ def _tiles(n_scores: int, tile: int, n_pixels: int):
 
 @torch.inference_mode()
 def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str = "auto",
-              device: str = "auto", tile: int | None = None, head: str = "auto") -> np.ndarray:
+              device: str = "auto", tile: int | None = None, head: str = "auto",
+              compile: bool = False) -> np.ndarray:
     """Scores (ceil(H/2) − 7, ceil(W/2) − 7), float32 in [0, 1]: P(window of ``a`` in focus).
 
     ``a`` and ``b`` are gray images (H, W) in [0, 1] of the same shape, at least 16×16.
@@ -92,7 +111,9 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
     of the paper's network is applied: ``"direct"`` (an 8×8 convolution), ``"fft"``
     (overlap-save DFT by matrix products, :mod:`focusfuse.models.spectral`: in float32 the
     same scores to about 1e-5, in bfloat16 close to the direct bfloat16 ones, several times
-    faster on a CPU) or ``"auto"`` (fft on the CPU, direct on a GPU).
+    faster on a CPU) or ``"auto"`` (fft on the CPU, direct on a GPU). ``compile``: run the
+    convolutional branch through ``torch.compile`` (the first call of each tile shape
+    compiles, which takes tens of seconds; it pays off over many images of one size).
     """
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"score_map needs two gray images of one shape; got {a.shape} and {b.shape}")
@@ -124,7 +145,7 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
     out = np.empty((h, w), np.float32)
     for i0, i1, y0, y1 in _tiles(h, tile, H):
         for j0, j1, x0, x1 in _tiles(w, tile, W):
-            s = _dense_scores(model, pair(y0, y1, x0, x1), bf16, device_type, spectral)
+            s = _dense_scores(model, pair(y0, y1, x0, x1), bf16, device_type, spectral, compile)
             oy, ox = i0 - y0 // STRIDE, j0 - x0 // STRIDE
             out[i0:i1, j0:j1] = s[oy:oy + i1 - i0, ox:ox + j1 - j0].cpu().numpy()
     return out

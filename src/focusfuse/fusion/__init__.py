@@ -111,7 +111,8 @@ def check_options(*, method: str, min_region: float = 0.01, guided_radius: int =
 
 def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Path | None = None,
          model=None, min_region: float = 0.01, guided_radius: int = 8, guided_eps: float = 0.1,
-         precision: str = "auto", device: str = "auto", levels: int | None = None,
+         precision: str = "auto", device: str = "auto", compile: bool = False,
+         levels: int | None = None,
          wavelet: str | None = None,
          consistency: int = 3) -> FusionResult:
     """Fuse two or more sources of one scene focused at different depths.
@@ -122,7 +123,8 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
       safetensors file or the authors' ``.mat``), or an already loaded ``model``;
       ``min_region`` is the small-region removal area as a fraction of the image (0: off),
       ``guided_radius`` / ``guided_eps`` the guided filter's r and ε; ``precision`` is
-      "auto", "bf16" or "fp32" and ``device`` "auto", "cpu" or "cuda";
+      "auto", "bf16" or "fp32", ``device`` "auto", "cpu" or "cuda", and ``compile=True``
+      runs the convolutions through ``torch.compile`` (slow first call, faster later ones);
     - ``"dwt"``, ``"dtcwt"``, ``"laplacian"``: multiscale transforms with ``levels`` levels
       (None: 5, see :mod:`focusfuse.fusion.multiscale`), low band averaged, high bands by
       windowed maximum absolute value with a majority check over ``consistency`` ×
@@ -163,7 +165,8 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
     for nxt in images[1:]:
         pixel_fused, maps = fuse_pair_cnn(fused, nxt, net, min_region=min_region,
                                           guided_radius=guided_radius, guided_eps=guided_eps,
-                                          precision=precision, device=device)
+                                          precision=precision, device=device,
+                                          compile=compile)
         if method == "cnn":
             fused = pixel_fused
         else:  # "cnn-dtcwt": the decision map weighs every sub-band

@@ -51,11 +51,11 @@ def decide(scores: np.ndarray, gray_a: np.ndarray, gray_b: np.ndarray, *, min_re
 
 def fuse_pair_cnn(a: np.ndarray, b: np.ndarray, model: FocusNet, *, min_region: float = 0.01,
                   guided_radius: int = 8, guided_eps: float = 0.1, precision: str = "auto",
-                  device: str = "auto") -> tuple[np.ndarray, DecisionMaps]:
+                  device: str = "auto", compile: bool = False) -> tuple[np.ndarray, DecisionMaps]:
     """Fuse two sources; returns the fused image (float32 for float32 sources) and the maps."""
     ga = to_gray(a)
     gb = to_gray(b)
-    scores = score_map(model, ga, gb, precision=precision, device=device)
+    scores = score_map(model, ga, gb, precision=precision, device=device, compile=compile)
     maps = decide(scores, ga, gb, min_region=min_region, guided_radius=guided_radius,
                   guided_eps=guided_eps)
     return blend(a, b, maps.decision), maps
