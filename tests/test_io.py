@@ -198,3 +198,15 @@ def test_write_does_not_leave_temporary_files(tmp_path):
     for suffix in (".png", ".tif", ".jpg"):
         write_image(tmp_path / f"x{suffix}", _levels((8, 8, 3), 8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jpg", "x.png", "x.tif"]
+
+
+@pytest.mark.parametrize("bit_depth,top,dtype", [(8, 255, np.uint8), (16, 65535, np.uint16)])
+def test_quantize_rounds_to_the_nearest_level(bit_depth, top, dtype):
+    from focusfuse.io import quantize
+
+    x = (np.random.default_rng(11).random((300, 7, 3)) * 1.2 - 0.1).astype(np.float32)
+    want = np.floor(np.clip(x.astype(np.float64), 0, 1) * top + 0.5).astype(dtype)
+    got = quantize(x, bit_depth)
+    assert got.dtype == dtype and got.shape == x.shape
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(quantize(x[:, :, 0], bit_depth), want[:, :, 0])

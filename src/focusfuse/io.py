@@ -113,8 +113,17 @@ def quantize(image: np.ndarray, bit_depth: int = 8) -> np.ndarray:
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16; got {bit_depth}")
     top = 255 if bit_depth == 8 else 65535
-    dtype = np.uint8 if bit_depth == 8 else np.uint16
-    return np.floor(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * top + 0.5).astype(dtype)
+    image = np.asarray(image)
+    flat = image.reshape(image.shape[0] if image.ndim else 1, -1)  # (rows, the rest)
+    out = np.empty(flat.shape, np.uint8 if bit_depth == 8 else np.uint16)
+    # in float64 (exact for float32 input), a band of rows at a time: no image-sized temporary
+    rows = max(1, (1 << 18) // max(1, flat.shape[1]))
+    for y in range(0, flat.shape[0], rows):
+        x = np.clip(flat[y:y + rows], 0.0, 1.0, dtype=np.float64)
+        x *= top
+        x += 0.5
+        out[y:y + rows] = np.floor(x, out=x)
+    return out.reshape(image.shape)
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, *, bit_depth: int = 8) -> Path:

@@ -33,6 +33,7 @@ MODELS: dict[str, Callable[[], FocusNet]] = {
     "released": lambda: FocusNet(hidden=None),
     "fast": lambda: FocusNet(hidden=None, widths=(16, 32, 64)),
     "fast-wide": lambda: FocusNet(hidden=None, widths=(32, 64, 128)),
+    "tiny": lambda: FocusNet(hidden=None, widths=(8, 16, 32)),
 }
 
 #: the shipped weights, inside the package, by model name (trained with ``focusfuse train``;
