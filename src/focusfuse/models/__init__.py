@@ -7,6 +7,8 @@
   about a sixteenth of the released layout's arithmetic in the convolutions;
 - ``"fast-wide"``: the released layout at half the width (32, 64, 128 maps; the ``fast``
   model of focusfuse 0.1).
+- ``"tiny"``: the released layout at an eighth of the width (8, 16, 32 maps); a trial that
+  is not shipped (its fused results are measurably worse, docs/training.md).
 
 Weights are safetensors files whose metadata names the architecture; the authors' MATLAB
 ``.mat`` file is read too (:func:`load_matlab_weights`). Nothing is downloaded.
