@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
 import focusfuse as ff
+from _lytro import SHARED, authors_results, lytro_pairs
 from focusfuse.data.synthesis import list_images, make_pairs
 from focusfuse.metrics import METRICS, evaluate
 from focusfuse.train import evaluate_pairs
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BLURS = {"gauss×5": (5, "gaussian"), "gauss×3": (3, "gaussian"), "disk×5": (5, "disk")}
 
 
@@ -31,20 +30,18 @@ def main(argv=None) -> int:
     ap.add_argument("models", nargs="+", help="NAME=WEIGHTS (a file or a shipped name)")
     ap.add_argument("--pairs", type=int, default=20000)
     args = ap.parse_args(argv)
-    if not DATA.is_dir():
-        print(f"needs the shared data at {DATA}", file=sys.stderr)
+    if not SHARED.is_dir():
+        print(f"needs the shared data at {SHARED}", file=sys.stderr)
         return 2
     models = {}
     for item in args.models:
         name, _, weights = item.partition("=")
         models[name] = ff.load_weights(weights or name)
-    files = list_images(DATA / "bsds500", suffixes=(".png",))
+    files = list_images(SHARED / "bsds500", suffixes=(".png",))
     val = {k: make_pairs(files, args.pairs, seed=2, levels=lv, kernel=kern)
            for k, (lv, kern) in BLURS.items()}
-    authors = ff.load_weights(DATA / "weights" / "liu2016-cnnmodel.mat")
-    pairs = [[ff.read_image(DATA / "lytro" / "pairs" / f"lytro-{i:02d}-{s}.jpg") for s in "AB"]
-             for i in range(1, 21)]
-    theirs = [ff.fuse(p, model=authors, precision="fp32").refined_map for p in pairs]
+    pairs = lytro_pairs()
+    theirs = [r.refined_map for r in authors_results(pairs)]
     head = ["model", *(f"acc {k}" for k in BLURS), *METRICS, "Lytro agreement"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head), flush=True)
     for name, model in models.items():

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import focusfuse as ff
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from _lytro import authors_results, lytro_pairs
 
 
 def main(argv=None) -> int:
@@ -28,16 +27,12 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args(argv)
-    if not SHARED.is_dir():
-        print(f"needs the shared data at {SHARED}", file=sys.stderr)
-        return 2
+    pairs = lytro_pairs()
+    theirs = authors_results(pairs)
     ours = ff.load_weights(args.weights)
-    theirs = ff.load_weights(SHARED / "weights" / "liu2016-cnnmodel.mat")
     rows = []
-    for i in range(1, 21):
-        pair = [ff.read_image(SHARED / "lytro" / "pairs" / f"lytro-{i:02d}-{s}.jpg") for s in "AB"]
+    for i, (pair, r2) in enumerate(zip(pairs, theirs), 1):
         r1 = ff.fuse(pair, model=ours, precision=args.precision)
-        r2 = ff.fuse(pair, model=theirs, precision="fp32")
         agree = float((r1.refined_map == r2.refined_map).mean())
         raw = float((r1.binary_map == r2.binary_map).mean())
         rows.append({"pair": f"lytro-{i:02d}", "refined_agreement": agree, "binary_agreement": raw})

@@ -11,26 +11,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
 import focusfuse as ff
-
-PAIRS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lytro" / "pairs"
+from _lytro import lytro_pairs
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=None, help="model (default: the shipped paper model)")
     args = ap.parse_args(argv)
-    if not PAIRS.is_dir():
-        print(f"needs the Lytro pairs at {PAIRS}", file=sys.stderr)
-        return 2
+    pairs = lytro_pairs()
     model = ff.load_weights(args.weights)
     shares = []
-    for i in range(1, 21):
-        pair = [ff.read_image(PAIRS / f"lytro-{i:02d}-{s}.jpg") for s in "AB"]
+    for i, pair in enumerate(pairs, 1):
         r32 = ff.fuse(pair, model=model, precision="fp32")
         r16 = ff.fuse(pair, model=model, precision="bf16")
         share = float((r32.refined_map != r16.refined_map).mean())

@@ -21,9 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 def read_log(run: Path) -> list[dict]:
     path = run / "log.jsonl"
     if not path.is_file():
@@ -40,12 +37,10 @@ def lytro_agreement(run: Path, steps: list[int]) -> dict[int, dict]:
         if cache_path.is_file() else {}
     todo = [s for s in steps if s not in cache]
     if todo:
-        if not DATA.is_dir():
-            raise SystemExit(f"the Lytro agreement needs the shared data at {DATA}")
-        pairs = [[ff.read_image(DATA / "lytro" / "pairs" / f"lytro-{i:02d}-{s}.jpg") for s in "AB"]
-                 for i in range(1, 21)]
-        authors = ff.load_weights(DATA / "weights" / "liu2016-cnnmodel.mat")
-        refs = [ff.fuse(p, model=authors, precision="fp32").refined_map for p in pairs]
+        from _lytro import authors_results, lytro_pairs
+
+        pairs = lytro_pairs()
+        refs = [r.refined_map for r in authors_results(pairs)]
         for step in todo:
             snap = run / "snapshots" / f"step-{step:06d}.safetensors"
             if not snap.is_file():

@@ -23,7 +23,8 @@ def _add_train(sub) -> None:
     p.add_argument("data", help="folder of natural (sharp) images")
     p.add_argument("--out", required=True, help="run folder: log, checkpoints, model.safetensors")
     g = p.add_argument_group("model and optimiser")
-    g.add_argument("--arch", default="paper", help="architecture: paper, released, fast, fast-wide, tiny")
+    g.add_argument("--arch", default="paper",
+                   help="architecture: paper, released, fast, fast-wide, tiny")
     g.add_argument("--steps", type=int, default=20000, help="mini-batches to train")
     g.add_argument("--batch-size", type=int, default=128)
     g.add_argument("--lr", type=float, default=1e-4, help="base learning rate (SGD)")

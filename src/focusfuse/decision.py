@@ -47,12 +47,16 @@ def remove_small_regions(binary: np.ndarray, *, min_area_fraction: float = 0.01)
     return ~_drop_small(~kept, area)
 
 
+def inside_counts(n_out: int, n_in: int, before: int, after: int) -> np.ndarray:
+    """For t = 0 .. n_out − 1, how many of the indices t − before .. t + after lie in
+    0 .. n_in − 1 (float64): the true sizes of windows that reach past an array's ends."""
+    t = np.arange(n_out)
+    return (np.minimum(t + after, n_in - 1) - np.maximum(t - before, 0) + 1).astype(np.float64)
+
+
 def _window_counts(shape: tuple[int, int], r: int) -> np.ndarray:
     """Pixels inside the image in each (2r+1)² window: an outer product of two 1-D counts."""
-    def along(n: int) -> np.ndarray:
-        i = np.arange(n)
-        return (np.minimum(i + r, n - 1) - np.maximum(i - r, 0) + 1).astype(np.float64)
-    return np.outer(along(shape[0]), along(shape[1]))
+    return np.outer(*(inside_counts(n, n, r, r) for n in shape))
 
 
 def box_mean(x: np.ndarray, r: int, *, counts: np.ndarray | None = None) -> np.ndarray:

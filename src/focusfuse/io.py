@@ -21,6 +21,7 @@ import numpy as np
 
 __all__ = ["Image", "ImageReadError", "quantize", "read_image", "write_image", "SUPPORTED_SUFFIXES"]
 
+
 def _new_file_mode() -> int:
     umask = os.umask(0o022)  # reading the umask means setting it: done once, at import
     os.umask(umask)

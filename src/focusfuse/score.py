@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import torch
 
+from focusfuse.decision import inside_counts
 from focusfuse.device import CompileError
 from focusfuse.models import PATCH, STRIDE, FocusNet
 
@@ -49,8 +50,8 @@ MARGIN = 4
 DEFAULT_TILE = 128
 
 
-#: the spectral (overlap-save DFT) head is used on the CPU when the score map has at least this many
-#: scores; below that the direct convolution is as fast
+#: the spectral (overlap-save DFT) head is used on the CPU when a tile has at least this
+#: many scores; below that the direct convolution is as fast
 SPECTRAL_MIN_SCORES = 32 * 32
 
 
@@ -108,11 +109,12 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
     tiles of 128 (faster than one pass, as a tile's feature maps stay in the caches: 0.077 s
     against 0.106 s for the fast model's scores of a 520×520 pair), ``0`` never tiles.
     ``head``: how the 256-unit layer of the paper's network is applied: ``"direct"`` (an 8×8
-    convolution), ``"fft"`` (overlap-save DFT by matrix products, :mod:`focusfuse.models.spectral`: in float32 the
-    same scores to about 1e-5, in bfloat16 close to the direct bfloat16 ones, several times
-    faster on a CPU) or ``"auto"`` (fft on the CPU, direct on a GPU). ``compile``: run the
-    convolutional branch through ``torch.compile`` (the first calls compile, which takes
-    tens of seconds; it pays off over many images).
+    convolution), ``"fft"`` (overlap-save DFT by matrix products,
+    :mod:`focusfuse.models.spectral`: in float32 the same scores to about 1e-5, in bfloat16
+    close to the direct bfloat16 ones, several times faster on a CPU) or ``"auto"`` (fft on
+    the CPU, direct on a GPU). ``compile``: run the convolutional branch through
+    ``torch.compile`` (the first calls compile, which takes seconds to tens of seconds; it
+    pays off over many images).
     """
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"score_map needs two gray images of one shape; got {a.shape} and {b.shape}")
@@ -168,10 +170,7 @@ def focus_map(scores: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     padded[:h, :w] = scores
     total = cv2.boxFilter(padded, cv2.CV_64F, (n, n), anchor=(n - 1, n - 1), normalize=False,
                           borderType=cv2.BORDER_CONSTANT)
-
-    def counts(m: int) -> np.ndarray:
-        t = np.arange(m + n - 1)
-        return (np.minimum(t, m - 1) - np.maximum(t - n + 1, 0) + 1).astype(np.float64)
-
-    total /= np.outer(counts(h), counts(w))
+    # the windows over padded position t are scores t − 7 .. t, of which those < h exist
+    total /= np.outer(inside_counts(h + n - 1, h, n - 1, 0),
+                      inside_counts(w + n - 1, w, n - 1, 0))
     return np.repeat(np.repeat(total, STRIDE, axis=0), STRIDE, axis=1)[:H, :W]

@@ -244,11 +244,6 @@ def _read_json(path: Path):
         return None
 
 
-def to8(image: np.ndarray) -> np.ndarray:
-    """Float [0, 1] to uint8 with rounding to the nearest level (as ``write_image`` does)."""
-    return quantize(image, 8)
-
-
 def _score(a, b, fused8) -> dict[str, float]:
     from focusfuse.metrics import evaluate
 
@@ -330,7 +325,7 @@ def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | o
             t0 = time.perf_counter()
             result = fuse_fn([a, b], **options)
             seconds = time.perf_counter() - t0
-            fused8 = to8(result.fused)
+            fused8 = quantize(result.fused, 8)  # as written, and as published
             write_image(folder / f"{pair.name}.png", fused8.astype(np.float64) / 255.0)
             if result.decision_map is not None:
                 write_image(folder / f"{pair.name}-decision.png",

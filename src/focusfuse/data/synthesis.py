@@ -31,7 +31,8 @@ BLUR_LEVELS = 5
 BLUR_SIGMA = 2.0
 BLUR_KSIZE = 7
 MIN_VARIANCE = 25.0  # on the 0..255 scale
-MAX_REJECTIONS_PER_PAIR = 1000  # images yielding fewer than 1 textured patch in this many count as flat
+#: images yielding fewer than one textured patch in this many draws count as flat
+MAX_REJECTIONS_PER_PAIR = 1000
 
 
 def blur_cascade(gray: np.ndarray, *, levels: int = BLUR_LEVELS, sigma: float = BLUR_SIGMA,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -17,14 +18,23 @@ __all__ = ["METHODS", "DecisionMaps", "FusionResult", "check_images", "check_opt
 METHODS = ("cnn", "cnn-dtcwt", "dtcwt", "dwt", "laplacian")
 
 
-def check_images(images: Sequence[np.ndarray], *, any_channels: bool = False,
-                 stacklevel: int = 3) -> list[np.ndarray]:
+def _outside_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside focusfuse, for a warning issued by the
+    function that calls this: the warning then names the user's line, however deep inside
+    focusfuse it was raised."""
+    frame, level = sys._getframe(1), 1  # 1: the function that warns
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("focusfuse."):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def check_images(images: Sequence[np.ndarray], *, any_channels: bool = False) -> list[np.ndarray]:
     """The boundary check shared by all methods: two or more float arrays of one shape.
 
     Arrays are (H, W) gray or (H, W, 3) colour (a 4th channel, alpha, is left out of the
     scoring and blended like the others); ``any_channels`` allows (H, W, C) with any C from
     1 to 4 (the multiscale methods fuse each channel on its own). NaN or infinity is an
-    error, values outside [0, 1] a warning (``stacklevel`` points it at the caller's line).
+    error, values outside [0, 1] a warning (naming the line that called into focusfuse).
     """
     if isinstance(images, np.ndarray) or not isinstance(images, Sequence):
         raise TypeError(f"images must be a list of arrays, one per source; got "
@@ -63,13 +73,13 @@ def check_images(images: Sequence[np.ndarray], *, any_channels: bool = False,
             raise ValueError(f"images[{i}] contains NaN or infinity; fill or drop those pixels")
         if lo < -1e-6 or hi > 1 + 1e-6:
             warnings.warn(f"images[{i}] has values outside [0, 1] (min {lo:.3g}, max {hi:.3g}); "
-                          "the fused image is clipped to [0, 1]", stacklevel=stacklevel)
+                          "the fused image is clipped to [0, 1]", stacklevel=_outside_stacklevel())
     return images
 
 
 def _shared_model(weights: str | Path | None):
     """The model for ``weights``, loaded once per file version and kept for later calls (a
-    repeated ``fuse(..., weights=...)`` neither reloads it nor recomputes its FFT form)."""
+    repeated ``fuse(..., weights=...)`` neither reloads it nor recomputes its spectral form)."""
     from focusfuse.models import SHIPPED, default_weights_path
 
     if weights is None or (isinstance(weights, str) and weights in SHIPPED):
@@ -135,7 +145,6 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
     Returns a :class:`FusionResult` with the fused image (float32) and the maps of each
     step (the CNN methods fuse more than two images in series, one step per added image).
     """
-    images = check_images(images)
     check_options(method=method, min_region=min_region, guided_radius=guided_radius,
                   guided_eps=guided_eps, levels=levels, consistency=consistency)
     # the multiscale functions' own defaults apply to what the caller leaves as None
@@ -145,20 +154,20 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
     if method in ("dwt", "dtcwt", "laplacian"):
         from focusfuse.fusion import multiscale
 
-        with warnings.catch_warnings():  # the range was checked (and warned about) above
-            warnings.filterwarnings("ignore", message=r".*outside \[0, 1\]")
-            if method == "dwt":
-                if wavelet is not None:
-                    options["wavelet"] = wavelet
-                fused = multiscale.fuse_dwt(images, **options)
-            elif method == "dtcwt":
-                fused = multiscale.fuse_dtcwt(images, **options)
-            else:
-                fused = multiscale.fuse_laplacian(images, **options)
+        if method == "dwt":  # each checks the images itself
+            if wavelet is not None:
+                options["wavelet"] = wavelet
+            fused = multiscale.fuse_dwt(images, **options)
+        elif method == "dtcwt":
+            fused = multiscale.fuse_dtcwt(images, **options)
+        else:
+            fused = multiscale.fuse_laplacian(images, **options)
         return FusionResult(fused, method, [])
 
     from focusfuse.fusion.cnn import fuse_pair_cnn
     from focusfuse.fusion.multiscale import fuse_dtcwt
+
+    images = check_images(images)
     net = model if model is not None else _shared_model(weights)
     fused = images[0]
     steps = []

@@ -116,8 +116,7 @@ def _check_images(images) -> np.ndarray:
     """Validate the sources; return them stacked as float64 (N, H, W, C)."""
     from focusfuse.fusion import check_images
 
-    # stacklevel: check_images, this function, fuse_*, the caller
-    stack = np.stack(check_images(images, any_channels=True, stacklevel=4)).astype(np.float64)
+    stack = np.stack(check_images(images, any_channels=True)).astype(np.float64)
     return stack if stack.ndim == 4 else stack[..., None]
 
 

@@ -11,8 +11,8 @@ overhead), so the transforms here are small dense DFT matrices applied along one
 time, as matrix products over all tiles and channels at once. Every step is then a large
 GEMM, which runs near the machine's peak, in bfloat16 when the input is bfloat16 (each
 product accumulates in float32, and its result is rounded to bfloat16 for the next step, so
-the output is close to, not equal to, the float32 one), otherwise in float32. The layouts are chosen so that no step needs a
-transposed copy:
+the output is close to, not equal to, the float32 one), otherwise in float32. The layouts
+are chosen so that no step needs a transposed copy:
 
 1. tiles ``(x, r, C, m)`` (C: channels, m: tiles); along x: ``(kx, part, r, C·m)``
    (part: real, imaginary);
@@ -76,8 +76,8 @@ def _dft_matrices(tile: int, k: int) -> dict[str, torch.Tensor]:
 class SpectralKernel:
     """A correlation kernel (O, C, k, k) prepared for :func:`spectral_conv2d`.
 
-    Holds the kernel's spectrum in the real block form of step 3, per frequency bin, and
-    the DFT matrices, each in float32 and (made on first use) bfloat16.
+    :meth:`matrices` gives the kernel's spectrum in the real block form of step 3, per
+    frequency bin, and the DFT matrices, in the type asked, made on first use.
     """
 
     def __init__(self, weight: torch.Tensor, tile: int = SPECTRAL_TILE):
@@ -121,8 +121,9 @@ def spectral_conv2d(x: torch.Tensor, kernel: SpectralKernel,
                     bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.conv2d(x, weight, bias)`` ("valid" correlation) through :class:`SpectralKernel`.
 
-    ``x`` is (N, C, H, W), float32 or bfloat16; the products run in that type (float32
-    accumulation either way). Returns float32 (N, O, H − k + 1, W − k + 1).
+    ``x`` is (N, C, H, W), float32 or bfloat16; the products run in that type (accumulating
+    in float32; in bfloat16 each step's result is rounded). Returns float32
+    (N, O, H − k + 1, W − k + 1).
     """
     n, c, h, w = x.shape
     if c != kernel.in_channels:

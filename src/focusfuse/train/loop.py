@@ -106,7 +106,6 @@ def split_files(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
     return train, val
 
 
-
 def _tensor(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x).unsqueeze(1).contiguous(memory_format=torch.channels_last)
 
@@ -279,11 +278,12 @@ def train(cfg: TrainConfig, *, progress: Callable[[str], None] | None = None) ->
                 extra["hard_val_accuracy"] = f"{hacc:.5f}"
             # best: highest accuracy; ties (the main set saturates) broken by the accuracy on
             # the lightest blur, then by the lower validation loss
+            # (states of runs made before the key have best_saved_loss instead)
             key = [vacc, hacc, -vloss]
             if key > state.get("best_key", [state["best_accuracy"], 0.0,
                                             -state.get("best_saved_loss", math.inf)]):
                 state["best_accuracy"], state["best_step"] = vacc, state["step"]
-                state["best_saved_loss"], state["best_key"] = vloss, key
+                state["best_key"] = key
                 save_weights(model, out / "model.safetensors", arch=cfg.arch, extra=extra)
             if cfg.keep_snapshots:
                 (out / "snapshots").mkdir(exist_ok=True)
