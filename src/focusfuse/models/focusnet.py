@@ -59,10 +59,10 @@ class FocusNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """One branch: (N, 1, H, W) gray in [0, 1] to (N, 256, ceil(H/2), ceil(W/2))."""
-        x = F.relu(self.conv1(x))
-        x = F.relu(self.conv2(x))
-        x = F.max_pool2d(x, 2, 2, ceil_mode=True)
-        return F.relu(self.conv3(x))
+        x = self.conv1(x).relu_()
+        # max-pooling and ReLU commute: pooling first leaves a quarter of the values to clip
+        x = F.max_pool2d(self.conv2(x), 2, 2, ceil_mode=True).relu_()
+        return self.conv3(x).relu_()
 
     def head(self, feats: torch.Tensor) -> torch.Tensor:
         """Fully connected layers on (N, 512, 8, 8) concatenated features: (N, 2) logits."""

@@ -6,22 +6,26 @@ maps of products, so the 64 taps of the kernel cost about one complex multiply-a
 instead. The image is cut into ``tile``×``tile`` tiles that overlap by ``k − 1``; each tile
 gives ``(tile − k + 1)²`` exact outputs (overlap-save).
 
-FFT libraries are slow on millions of 24×24 transforms (a few microseconds each, mostly
+FFT libraries are slow on millions of small transforms (a few microseconds each, mostly
 overhead), so the transforms here are small dense DFT matrices applied along one axis at a
 time, as matrix products over all tiles and channels at once. Every step is then a large
-GEMM, which runs near the machine's peak, in bfloat16 when the input is bfloat16 (each
-product accumulates in float32, and its result is rounded to bfloat16 for the next step, so
-the output is close to, not equal to, the float32 one), otherwise in float32. The layouts
-are chosen so that no step needs a transposed copy:
+GEMM. With a bfloat16 input the forward transforms and the products run in bfloat16 (each
+accumulates in float32 and its result is rounded to bfloat16 for the next step) and the
+inverse transforms in float32, so the output is close to, not equal to, the float32 one;
+with a float32 input everything is float32. The layouts are chosen so that no step needs a
+transposed copy, and that gathering the tiles and writing the output copy runs of whole
+channel vectors (channels last):
 
-1. tiles ``(x, r, C, m)`` (C: channels, m: tiles); along x: ``(kx, part, r, C·m)``
+1. tiles ``(x, r, m, C)`` (m: tiles, C: channels); along x: ``(kx, part, r, m·C)``
    (part: real, imaginary);
-2. along r, complex: ``(kx, ky, part, C, m)``, so each frequency bin holds a
-   ``[re; im]`` (2C, m) matrix;
-3. per bin, the real form of the complex product: ``(2O, 2C) @ (2C, m)`` →
-   ``(kx, ky, part, O, m)``;
-4. inverse along ky (complex, only the valid rows): ``(kx, part, y, O·m)``;
-5. inverse along kx to real: ``(x, y, O, m)``.
+2. along r, complex, giving per bin the real part, the imaginary part and their sum:
+   ``(kx, ky, j, m, C)``;
+3. per bin, the complex product in three real products instead of four (Gauss:
+   ``k1 = a·c``, ``k2 = b·d``, ``k3 = (a + b)(c + d)``, then ``re = k1 − k2`` and
+   ``im = k3 − k1 − k2``), each ``(m, C) @ (C, O)`` → ``(kx, ky, j, m, O)``;
+4. inverse along ky, complex, which also forms re and im from k1, k2, k3 (only the valid
+   rows), in float32: ``(kx, part, y, m·O)``;
+5. inverse along kx to real: ``(x, y, m, O)``, copied out channels last.
 """
 
 from __future__ import annotations
@@ -32,12 +36,15 @@ import torch
 
 __all__ = ["SPECTRAL_TILE", "TILES_PER_GEMM", "SpectralKernel", "spectral_conv2d"]
 
-#: tile side: each tile gives (24 − 7)² outputs of an 8×8 kernel
-SPECTRAL_TILE = 24
+#: tile side: each tile gives (39 − 7)² = 32² outputs of an 8×8 kernel, so a block of 256
+#: scores is 8×8 whole tiles. Larger tiles need fewer products per output (the 780 bins of
+#: a 39×39 tile serve 1,024 outputs; the 312 bins of a 24×24 tile serve 289) at the price of
+#: a larger kernel spectrum (780 bins × 3 × 512 × 256 values: 613 MB in bfloat16)
+SPECTRAL_TILE = 39
 #: tiles transformed and multiplied at once: bounds the memory (for 512 bfloat16 channels,
 #: about 150 MB per intermediate and two alive at a time) while keeping every product large
 #: enough to run at full speed
-TILES_PER_GEMM = 256
+TILES_PER_GEMM = 64
 
 
 def _dft_matrices(tile: int, k: int) -> dict[str, torch.Tensor]:
@@ -49,18 +56,19 @@ def _dft_matrices(tile: int, k: int) -> dict[str, torch.Tensor]:
     ang = 2 * math.pi * torch.outer(n, kx) / tile  # (x, kx)
     # 1. along x, real input to half spectrum; columns (kx, part)
     fwd_x = torch.stack([torch.cos(ang), -torch.sin(ang)], dim=2).reshape(tile, 2 * nb)
-    # 2. along r, complex: rows (ky, part_out), columns (part_in, r)
+    # 2. along r, complex: rows (ky, j) for j = re, im, re + im; columns (part_in, r)
     a = torch.cos(2 * math.pi * torch.outer(n, n) / tile)  # (ky, r)
     b = -torch.sin(2 * math.pi * torch.outer(n, n) / tile)
-    fwd_y = torch.stack([torch.cat([a, -b], 1), torch.cat([b, a], 1)], dim=1)
-    fwd_y = fwd_y.reshape(2 * tile, 2 * tile)
+    re, im = torch.cat([a, -b], 1), torch.cat([b, a], 1)
+    fwd_y = torch.stack([re, im, re + im], dim=1).reshape(3 * tile, 2 * tile)
     # 4. inverse along ky, complex, only the v valid rows: rows (part_out, y), columns
-    # (ky, part_in)
+    # (ky, j) for the products j = k1, k2, k3, with re = k1 − k2 and im = k3 − k1 − k2
     y = torch.arange(v, dtype=torch.float64)
     ca = torch.cos(2 * math.pi * torch.outer(y, n) / tile)  # (y, ky)
     sa = torch.sin(2 * math.pi * torch.outer(y, n) / tile)
-    inv_y = torch.stack([torch.stack([ca, -sa], 2), torch.stack([sa, ca], 2)], 0)
-    inv_y = inv_y.reshape(2 * v, 2 * tile)
+    of_re = torch.stack([ca, sa])  # (part_out, y, ky): what re contributes
+    of_im = torch.stack([-sa, ca])
+    inv_y = torch.stack([of_re - of_im, -of_re - of_im, of_im], 3).reshape(2 * v, 3 * tile)
     # 5. inverse along kx, half spectrum to real (Hermitian): rows x, columns (kx, part),
     # with the 1 / tile² of the inverse transform
     weight = torch.full((nb,), 2.0, dtype=torch.float64)
@@ -76,8 +84,9 @@ def _dft_matrices(tile: int, k: int) -> dict[str, torch.Tensor]:
 class SpectralKernel:
     """A correlation kernel (O, C, k, k) prepared for :func:`spectral_conv2d`.
 
-    :meth:`matrices` gives the kernel's spectrum in the real block form of step 3, per
-    frequency bin, and the DFT matrices, in the type asked, made on first use.
+    :meth:`matrices` gives the kernel's spectrum in the form of step 3 (per frequency bin,
+    the real part, the imaginary part and their sum, each (C, O)), and the DFT matrices, in
+    the type asked, made on first use.
     """
 
     def __init__(self, weight: torch.Tensor, tile: int = SPECTRAL_TILE):
@@ -95,24 +104,33 @@ class SpectralKernel:
             o, c, tile = self.out_channels, self.in_channels, self.tile
             k, nb = self.k, tile // 2 + 1
             # correlation: multiply by the conjugate spectrum of the kernel,
-            # sum_ij w[i, j] · exp(+2πi (ky·i + kx·j) / tile), bins in (kx, ky) order; a
-            # matrix product (the kernel has only k×k taps), much faster than FFTs
-            i = torch.arange(k, dtype=torch.float64)
-            ang = 2 * math.pi / tile * (
-                torch.arange(nb, dtype=torch.float64)[:, None, None, None] * i[None, None, None, :]
-                + torch.arange(tile, dtype=torch.float64)[None, :, None, None] * i[None, None, :, None])
-            dft = torch.stack([torch.cos(ang), torch.sin(ang)], 2)  # (kx, ky, part, i, j)
-            spec = dft.reshape(-1, k * k).float() @ self._weight.reshape(o * c, k * k).t()
-            spec = spec.view(nb * tile, 2, o, c)  # (bins, part, O, C)
-            big = torch.empty((nb * tile, 2 * o, 2 * c), dtype=dtype)
-            big[:, :o, :c] = spec[:, 0]
-            big[:, :o, c:] = -spec[:, 1]
-            big[:, o:, :c] = spec[:, 1]
-            big[:, o:, c:] = spec[:, 0]
-            del spec
-            mats = {"big": big}
+            # sum_ij w[i, j] · exp(+2πi (ky·i + kx·j) / tile), one axis at a time: along j
+            # to (kx, part), then along i, per kx, to the three products' (ky, j) of step 3
+            t = torch.arange(k, dtype=torch.float64)
+            angj = 2 * math.pi / tile * torch.outer(torch.arange(nb, dtype=torch.float64), t)
+            along_j = torch.stack([torch.cos(angj), torch.sin(angj)], 1).reshape(2 * nb, k)
+            angi = 2 * math.pi / tile * torch.outer(torch.arange(tile, dtype=torch.float64), t)
+            cos_i, sin_i = torch.cos(angi), torch.sin(angi)  # (ky, i)
+            # (re, im) of the product with a complex (re, im) over i: rows (ky, j), columns
+            # (part, i)
+            re, im = torch.cat([cos_i, -sin_i], 1), torch.cat([sin_i, cos_i], 1)
+            along_i = torch.stack([re, im, re + im], 1).reshape(3 * tile, 2 * k).float()
+            w = self._weight.permute(3, 2, 1, 0).reshape(k, k * c * o)  # (j, i·C·O)
+            half = (along_j.float() @ w).view(nb, 2 * k, c * o)  # (kx, part·i, C·O)
+            spec = torch.empty((nb, 3 * tile, c * o), dtype=dtype)
+            # float32, rounded once to the type asked, in column blocks that stay in the caches
+            cols = 4096
+            block = torch.empty((3 * tile, cols))
+            for kx in range(nb):
+                for c0 in range(0, c * o, cols):
+                    c1 = min(c0 + cols, c * o)
+                    torch.mm(along_i, half[kx, :, c0:c1], out=block[:, :c1 - c0])
+                    spec[kx, :, c0:c1] = block[:, :c1 - c0]
+            mats = {"spec": spec.view(nb * tile * 3, c, o)}
             mats.update(_dft_matrices(tile, self.k))
-            self._cache[key] = {n: m.to(device=device, dtype=dtype).contiguous()
+            # the inverse transforms run in float32 (their input is the products' output)
+            self._cache[key] = {n: m.to(device=device, dtype=torch.float32 if n.startswith("inv")
+                                        else dtype).contiguous()
                                 for n, m in mats.items()}
         return self._cache[key]
 
@@ -123,7 +141,7 @@ def spectral_conv2d(x: torch.Tensor, kernel: SpectralKernel,
 
     ``x`` is (N, C, H, W), float32 or bfloat16; the products run in that type (accumulating
     in float32; in bfloat16 each step's result is rounded). Returns float32
-    (N, O, H − k + 1, W − k + 1).
+    (N, O, H − k + 1, W − k + 1), a channels-last view.
     """
     n, c, h, w = x.shape
     if c != kernel.in_channels:
@@ -137,37 +155,36 @@ def spectral_conv2d(x: torch.Tensor, kernel: SpectralKernel,
     dtype = torch.bfloat16 if x.dtype == torch.bfloat16 else torch.float32
     mats = kernel.matrices(dtype, x.device)
     nb = tile // 2 + 1
-    out = torch.empty((n, o, ty * v, tx * v), dtype=torch.float32, device=x.device)
+    out = torch.empty((n, ty * v, tx * v, o), dtype=torch.float32, device=x.device)
     rows = max(1, TILES_PER_GEMM // tx)  # whole rows of tiles at a time: bounded memory
     for i in range(n):
-        # (H, W, C), zero-padded to whole tiles: channels last, so that gathering the tiles
-        # copies runs of C contiguous values
-        xp = x.new_zeros((ty * v + k - 1, tx * v + k - 1, c), dtype=dtype)
+        xp = x.new_empty((ty * v + k - 1, tx * v + k - 1, c), dtype=dtype)
         xp[:h, :w] = x[i].permute(1, 2, 0)
+        xp[h:] = 0
+        xp[:h, w:] = 0
         for r0 in range(0, ty, rows):
             r1 = min(r0 + rows, ty)
             m = (r1 - r0) * tx
             part = xp[r0 * v:r1 * v + k - 1]
-            # (tr, tx, C, r, x) -> (x, r, C, tr, tx)
-            tiles = part.unfold(0, tile, v).unfold(1, tile, v).permute(4, 3, 2, 0, 1)
-            tiles = tiles.reshape(tile, tile * c * m)
-            # each intermediate is dropped as soon as the next exists: the peak holds two
-            s1 = mats["fwd_x"].t() @ tiles  # (kx·part, r·C·m)
+            # (tr, tx, C, r, x) -> (x, r, tr, tx, C)
+            tiles = part.unfold(0, tile, v).unfold(1, tile, v).permute(4, 3, 0, 1, 2)
+            tiles = tiles.reshape(tile, tile * m * c)
+            s1 = mats["fwd_x"].t() @ tiles  # (kx·part, r·m·C)
             del tiles
-            s1 = s1.view(nb, 2 * tile, c * m)  # (kx, part·r, C·m)
-            s2 = torch.matmul(mats["fwd_y"], s1)  # (kx, ky·part, C·m)
+            s1 = s1.view(nb, 2 * tile, m * c)
+            s2 = torch.matmul(mats["fwd_y"], s1)  # (kx, ky·j, m·C)
             del s1
-            s2 = s2.view(nb * tile, 2 * c, m)  # (bins, part·C, m)
-            p = torch.bmm(mats["big"], s2)  # (bins, part·O, m)
+            s2 = s2.view(nb * tile * 3, m, c)
+            p = torch.bmm(s2, mats["spec"])  # (bins·j, m, O)
             del s2
-            p = p.view(nb, 2 * tile, o * m)  # (kx, ky·part, O·m)
-            q = torch.matmul(mats["inv_y"], p)  # (kx, part·y, O·m)
+            p = p.view(nb, 3 * tile, m * o).float()  # the inverse in float32: fewer roundings
+            q = torch.matmul(mats["inv_y"], p)  # (kx, part·y, m·O)
             del p
-            q = q.view(2 * nb, v * o * m)
-            y = (mats["inv_x"] @ q).float()  # (x, y·O·m)
+            q = q.view(2 * nb, v * m * o)
+            y = mats["inv_x"] @ q  # (x, y·m·O)
             del q
-            y = y.view(v, v, o, r1 - r0, tx).permute(2, 3, 1, 4, 0)  # (O, tr, y, tx, x)
-            out[i, :, r0 * v:r1 * v] = y.reshape(o, (r1 - r0) * v, tx * v)
+            y = y.view(v, v, r1 - r0, tx, o).permute(2, 1, 3, 0, 4)  # (tr, y, tx, x, O)
+            out[i, r0 * v:r1 * v].view(r1 - r0, v, tx, v, o).copy_(y)
     if bias is not None:
-        out += bias.float()[None, :, None, None]
-    return out[:, :, :oh, :ow]
+        out += bias.float()
+    return out[:, :oh, :ow].permute(0, 3, 1, 2)
