@@ -16,6 +16,7 @@ import torch
 from focusfuse.decision import inside_counts
 from focusfuse.device import CompileError
 from focusfuse.models import PATCH, STRIDE, FocusNet
+from focusfuse.models.spectral import SPECTRAL_TILE
 
 __all__ = ["CompileError", "focus_map", "resolve_precision", "score_map"]
 
@@ -47,10 +48,10 @@ def resolve_device(device: str) -> str:
 #: convolutions at full resolution and one at half resolution (2 pixels) after pooling
 MARGIN = 4
 #: side of a tile, in scores, unless told otherwise: small tiles keep a light network's
-#: feature maps in the caches; the paper network's spectral head wants whole 32×32 blocks of
-#: scores and many of them per product (its convolutions run as fast on large tiles)
+#: feature maps in the caches; the paper network's spectral head wants whole DFT tiles of
+#: scores (32×32) and many of them per product (its convolutions run as fast on large tiles)
 DEFAULT_TILE = 128
-SPECTRAL_TILE_SCORES = 256
+SPECTRAL_TILE_SCORES = 8 * (SPECTRAL_TILE - PATCH // STRIDE + 1)
 
 
 #: the spectral (overlap-save DFT) head is used on the CPU when a tile has at least this
@@ -82,8 +83,8 @@ def _dense_scores(model: FocusNet, x: torch.Tensor, bf16: bool, device_type: str
             feats = model.features(x)
         pair = torch.cat([feats[:1], feats[1:]], dim=1)
         n_scores = (pair.shape[2] - 7) * (pair.shape[3] - 7)
-        use_fft = spectral and model.fc1 is not None and n_scores >= SPECTRAL_MIN_SCORES
-        logits = model.dense_head(pair, spectral=use_fft).float()
+        logits = model.dense_head(pair, spectral=spectral and n_scores >= SPECTRAL_MIN_SCORES)
+        logits = logits.float()
     return torch.softmax(logits, dim=1)[0, 1]
 
 
@@ -109,8 +110,8 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
     ``a`` and ``b`` are gray images (H, W) in [0, 1] of the same shape, at least 16×16.
     ``tile``: score the image in tiles of ``tile``×``tile`` scores, which bounds the memory
     whatever the image size and gives exactly the untiled map; ``None`` tiles every image,
-    in tiles of 256 scores with the spectral head and of 128 otherwise (faster than one pass,
-    as a tile's feature maps stay in the caches), ``0`` never tiles.
+    in tiles of 256 scores with the spectral head (whole DFT tiles) and of 128 otherwise
+    (faster than one pass, as a tile's feature maps stay in the caches), ``0`` never tiles.
     ``head``: how the 256-unit layer of the paper's network is applied: ``"direct"`` (an 8×8
     convolution), ``"fft"`` (overlap-save DFT by matrix products,
     :mod:`focusfuse.models.spectral`: in float32 the same scores to about 1e-5, in bfloat16
@@ -129,7 +130,7 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
         raise ValueError(f"head must be 'auto', 'direct' or 'fft'; got {head!r}")
     device = resolve_device(device)
     bf16 = resolve_precision(precision, device) == "bf16"
-    spectral = head == "fft" or (head == "auto" and device == "cpu")
+    spectral = model.fc1 is not None and (head == "fft" or (head == "auto" and device == "cpu"))
     device_type = device.split(":")[0]
     model = model.to(device).eval()
     if device == "cpu":
@@ -137,7 +138,7 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
     H, W = a.shape
     h, w = (H + 1) // 2 - (PATCH // STRIDE - 1), (W + 1) // 2 - (PATCH // STRIDE - 1)
     if tile is None:
-        tile = SPECTRAL_TILE_SCORES if spectral and model.fc1 is not None else DEFAULT_TILE
+        tile = SPECTRAL_TILE_SCORES if spectral else DEFAULT_TILE
     if tile == 0:
         tile = max(h, w)
 
