@@ -56,6 +56,40 @@ def test_dense_logits_shape(name, h, w):
     assert torch.isfinite(logits).all()
 
 
+@pytest.mark.parametrize("name,spectral", [("paper", False), ("paper", True), ("released", False),
+                                           ("fast", False)])
+def test_dense_margin_gives_the_softmax(name, spectral):
+    """sigmoid(l1 − l0) from the margin head is the softmax of the two dense logits."""
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    a, b = _pair(1, 60, 54)
+    with torch.no_grad():
+        feats = model.features(torch.cat([a, b]))
+        margin = model.dense_margin(feats, spectral=spectral)
+        want = torch.softmax(model.dense_logits(a, b), dim=1)[0, 1]
+    assert margin.shape == want.shape and margin.dtype == torch.float32
+    torch.testing.assert_close(torch.sigmoid(margin), want, rtol=0, atol=1e-5)
+
+
+def test_dense_margin_needs_two_images():
+    model = create_model("fast")
+    with pytest.raises(ValueError, match="two images"):
+        model.dense_margin(torch.zeros(3, 64, 20, 20))
+
+
+@pytest.mark.parametrize("h,w", [(10, 12), (11, 12), (10, 13), (9, 7)])
+def test_max_pool_without_gradients_is_pytorchs(h, w):
+    from focusfuse.models.focusnet import _max_pool2
+
+    x = torch.randn(2, 3, h, w).contiguous(memory_format=torch.channels_last)
+    want = torch.nn.functional.max_pool2d(x, 2, 2, ceil_mode=True)
+    with torch.no_grad():
+        got = _max_pool2(x)
+    assert torch.equal(got, want)
+    x.requires_grad_(True)
+    assert torch.equal(_max_pool2(x), want)  # PyTorch's own, with its gradient
+
+
 def test_parameter_counts():
     # paper: 3·3·(1·64 + 64·128 + 128·256) + (64 + 128 + 256) conv parameters,
     # fc1 512·8·8·256 + 256, fc2 256·2 + 2; released: fc2 512·8·8·2 + 2

@@ -23,6 +23,22 @@ def test_spectral_conv_equals_conv2d(shape, tile):
     torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("per_gemm", [3, 7])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_blocks_of_tiles_reuse_the_buffers(monkeypatch, per_gemm, dtype):
+    """Few tiles per product: many blocks, the last one partial, through the same two
+    buffers; the result is the one-block result."""
+    from focusfuse.models import spectral
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 6, 45, 30, generator=g).to(dtype)  # 5 × 3 tiles of 9 × 9 outputs
+    kernel = SpectralKernel(torch.randn(4, 6, 8, 8, generator=g), 16)
+    whole = spectral_conv2d(x, kernel)
+    monkeypatch.setattr(spectral, "TILES_PER_GEMM", per_gemm)  # rows of tiles: 1 × 5, 2 + 2 + 1
+    blocks = spectral_conv2d(x, kernel)
+    torch.testing.assert_close(blocks, whole, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("tile", [16, 25, 39])
 def test_spectral_conv_bf16_is_close(tile):
     """In bfloat16 the products round to 8 bits: close to the float32 result, not equal."""

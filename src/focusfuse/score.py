@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from focusfuse.decision import inside_counts
-from focusfuse.device import CompileError
+from focusfuse.device import CompileError, keep_freed_memory
 from focusfuse.models import PATCH, STRIDE, FocusNet
 from focusfuse.models.spectral import SPECTRAL_TILE
 
@@ -69,8 +69,14 @@ def _compiled_features(model: FocusNet):
 
 
 def _dense_scores(model: FocusNet, x: torch.Tensor, bf16: bool, device_type: str,
-                  spectral: bool, compile: bool = False) -> torch.Tensor:
-    """Softmax score of the first image for a (2, 1, h, w) pair tensor: (h/2 − 7, w/2 − 7)."""
+                  spectral: bool, compile: bool = False,
+                  window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+    """Softmax score of the first image for a (2, 1, h, w) pair tensor: (h/2 − 7, w/2 − 7),
+    or only the ``window`` (first row, first column, rows, columns) of those scores.
+
+    The convolutions need the whole crop (its margins are their padding); the layers after
+    them only the features under the window's scores, so they are cut to it first.
+    """
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
         if compile:
             try:
@@ -81,11 +87,12 @@ def _dense_scores(model: FocusNet, x: torch.Tensor, bf16: bool, device_type: str
                                    "run without --compile") from exc
         else:
             feats = model.features(x)
-        pair = torch.cat([feats[:1], feats[1:]], dim=1)
-        n_scores = (pair.shape[2] - 7) * (pair.shape[3] - 7)
-        logits = model.dense_head(pair, spectral=spectral and n_scores >= SPECTRAL_MIN_SCORES)
-        logits = logits.float()
-    return torch.softmax(logits, dim=1)[0, 1]
+        if window is not None:
+            oy, ox, ny, nx = window
+            feats = feats[:, :, oy:oy + ny + PATCH // STRIDE - 1, ox:ox + nx + PATCH // STRIDE - 1]
+        n_scores = (feats.shape[2] - 7) * (feats.shape[3] - 7)
+        margin = model.dense_margin(feats, spectral=spectral and n_scores >= SPECTRAL_MIN_SCORES)
+    return torch.sigmoid(margin)  # the softmax of the two logits, for the first
 
 
 def _tiles(n_scores: int, tile: int, n_pixels: int):
@@ -129,6 +136,8 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
     if head not in ("auto", "direct", "fft"):
         raise ValueError(f"head must be 'auto', 'direct' or 'fft'; got {head!r}")
     device = resolve_device(device)
+    if device == "cpu":
+        keep_freed_memory()
     bf16 = resolve_precision(precision, device) == "bf16"
     spectral = model.fc1 is not None and (head == "fft" or (head == "auto" and device == "cpu"))
     device_type = device.split(":")[0]
@@ -148,11 +157,14 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
         return x.contiguous(memory_format=torch.channels_last) if device == "cpu" else x
 
     out = np.empty((h, w), np.float32)
-    for i0, i1, y0, y1 in _tiles(h, tile, H):
-        for j0, j1, x0, x1 in _tiles(w, tile, W):
-            s = _dense_scores(model, pair(y0, y1, x0, x1), bf16, device_type, spectral, compile)
-            oy, ox = i0 - y0 // STRIDE, j0 - x0 // STRIDE
-            out[i0:i1, j0:j1] = s[oy:oy + i1 - i0, ox:ox + j1 - j0].cpu().numpy()
+    tiles = [(ty, tx) for ty in _tiles(h, tile, H) for tx in _tiles(w, tile, W)]
+    # the largest crops first (inside the image; those at an edge lack a margin or are cut
+    # short): each later tile then fits in the memory an earlier one freed
+    tiles.sort(key=lambda t: -(t[0][3] - t[0][2]) * (t[1][3] - t[1][2]))
+    for (i0, i1, y0, y1), (j0, j1, x0, x1) in tiles:
+        window = (i0 - y0 // STRIDE, j0 - x0 // STRIDE, i1 - i0, j1 - j0)
+        s = _dense_scores(model, pair(y0, y1, x0, x1), bf16, device_type, spectral, compile, window)
+        out[i0:i1, j0:j1] = s.cpu().numpy()
     return out
 
 

@@ -114,9 +114,22 @@ def check_options(*, method: str, min_region: float = 0.01, guided_radius: int =
         raise ValueError(f"guided_eps must be > 0; got {guided_eps!r}")
     if levels is not None and (not isinstance(levels, int) or levels < 1):
         raise ValueError(f"levels must be an integer >= 1; got {levels!r}")
-    from focusfuse.fusion.multiscale import _check_consistency
+    check_consistency(consistency)
 
-    _check_consistency(consistency)
+
+def check_consistency(consistency) -> int:
+    """The multiscale methods' majority-check window, as an int (ValueError naming the fix).
+
+    It lives here rather than with the transforms so that checking a CNN fusion's options
+    does not import them (SciPy's ndimage alone takes 0.3 s to import).
+    """
+    if (isinstance(consistency, bool) or not isinstance(consistency, (int, np.integer))
+            or consistency < 1 or consistency % 2 == 0):
+        raise ValueError(
+            f"consistency must be an odd window size >= 1 (1 turns the check off); got "
+            f"{consistency!r}; use 3 as in Li et al. 1995"
+        )
+    return int(consistency)
 
 
 def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Path | None = None,
@@ -165,7 +178,6 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
         return FusionResult(fused, method, [])
 
     from focusfuse.fusion.cnn import fuse_pair_cnn
-    from focusfuse.fusion.multiscale import fuse_dtcwt
 
     images = check_images(images)
     net = model if model is not None else _shared_model(weights)
@@ -179,6 +191,8 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", weights: str | Pa
         if method == "cnn":
             fused = pixel_fused
         else:  # "cnn-dtcwt": the decision map weighs every sub-band
+            from focusfuse.fusion.multiscale import fuse_dtcwt
+
             weight = np.clip(maps.decision, 0.0, 1.0)
             fused = fuse_dtcwt([fused.astype(np.float32), nxt], decision=weight,
                                **{k: v for k, v in options.items() if k == "levels"})

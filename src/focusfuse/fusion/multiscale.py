@@ -94,6 +94,7 @@ import numpy as np
 import pywt
 from scipy.ndimage import maximum_filter, uniform_filter
 
+from focusfuse.fusion import check_consistency
 from focusfuse.transforms.dtcwt import (
     BIORT_FILTERS,
     QSHIFT_FILTERS,
@@ -131,16 +132,6 @@ def _check_levels(levels, shape) -> int:
             + ("" if most >= 1 else " on images at least 2 pixels on each side")
         )
     return int(levels)
-
-
-def _check_consistency(consistency) -> int:
-    if (isinstance(consistency, bool) or not isinstance(consistency, (int, np.integer))
-            or consistency < 1 or consistency % 2 == 0):
-        raise ValueError(
-            f"consistency must be an odd window size >= 1 (1 turns the check off); got "
-            f"{consistency!r}; use 3 as in Li et al. 1995"
-        )
-    return int(consistency)
 
 
 def _check_decision(decision, n_images: int, shape) -> np.ndarray | None:
@@ -240,7 +231,7 @@ def fuse_dwt(
         )
     n, height, width, _ = stack.shape
     levels = _check_levels(levels, (height, width))
-    window = _check_consistency(consistency)
+    window = check_consistency(consistency)
     weight = _check_decision(decision, n, (height, width))
 
     with warnings.catch_warnings():  # deep levels on small images: all coefficients feel
@@ -298,7 +289,7 @@ def fuse_dtcwt(
         raise ValueError(f"qshift must be one of {QSHIFT_FILTERS}; got {qshift!r}")
     n, height, width, channels = stack.shape
     levels = _check_levels(levels, (height, width))
-    window = _check_consistency(consistency)
+    window = check_consistency(consistency)
     weight = _check_decision(decision, n, (height, width))
 
     # pyramids[i][c]: image i, channel c
@@ -344,7 +335,7 @@ def fuse_laplacian(
     stack = _check_images(images)
     n, height, width, _ = stack.shape
     levels = _check_levels(levels, (height, width))
-    window = _check_consistency(consistency)
+    window = check_consistency(consistency)
     pyramids = [laplacian_forward(stack[i], levels) for i in range(n)]
     fused = [_select(np.stack([p[k] for p in pyramids]), window) for k in range(levels)]
     fused.append(np.mean([p[-1] for p in pyramids], axis=0))

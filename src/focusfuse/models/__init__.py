@@ -166,9 +166,10 @@ def load_weights(path: str | Path | None = None) -> FocusNet:
     if (hidden is not None) != (arch == "paper"):
         raise ValueError(f"weights file {path} does not fit the {arch!r} model: the file has "
                          f"{'a' if hidden else 'no'} hidden fully connected layer")
-    model = FocusNet(hidden=hidden, widths=widths)
+    with torch.device("meta"):  # no random initialisation of weights about to be replaced
+        model = FocusNet(hidden=hidden, widths=widths)
     try:
-        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        model.load_state_dict({k: v.float() for k, v in tensors.items()}, assign=True)
     except RuntimeError as exc:
         raise ValueError(f"weights file {path} does not fit the {arch!r} model: {exc}") from None
     return model.eval()

@@ -157,6 +157,19 @@ def spectral_conv2d(x: torch.Tensor, kernel: SpectralKernel,
     nb = tile // 2 + 1
     out = torch.empty((n, ty * v, tx * v, o), dtype=torch.float32, device=x.device)
     rows = max(1, TILES_PER_GEMM // tx)  # whole rows of tiles at a time: bounded memory
+    most = min(rows, ty) * tx  # tiles in the largest block
+    # two buffers, each step reading one and writing the other: every block reuses the same
+    # memory (no page faults after the first, and a heap that does not fragment)
+    wide = 4 // dtype.itemsize  # the inverse transforms' float32, in elements of dtype
+    size = most * max(tile * tile * c, 3 * nb * tile * c,  # tiles, s1, s2
+                      3 * nb * tile * o * wide, 2 * nb * v * o * wide)  # p, q (y is smaller)
+    wa = torch.empty(size, dtype=dtype, device=x.device)
+    wb = torch.empty(size, dtype=dtype, device=x.device)
+
+    def view(buf, shape, type_=dtype):
+        count = math.prod(shape) * type_.itemsize // buf.itemsize
+        return buf[:count].view(type_).view(shape)
+
     for i in range(n):
         xp = x.new_empty((ty * v + k - 1, tx * v + k - 1, c), dtype=dtype)
         xp[:h, :w] = x[i].permute(1, 2, 0)
@@ -167,22 +180,24 @@ def spectral_conv2d(x: torch.Tensor, kernel: SpectralKernel,
             m = (r1 - r0) * tx
             part = xp[r0 * v:r1 * v + k - 1]
             # (tr, tx, C, r, x) -> (x, r, tr, tx, C)
-            tiles = part.unfold(0, tile, v).unfold(1, tile, v).permute(4, 3, 0, 1, 2)
-            tiles = tiles.reshape(tile, tile * m * c)
-            s1 = mats["fwd_x"].t() @ tiles  # (kx·part, r·m·C)
-            del tiles
+            tiles = view(wa, (tile, tile, r1 - r0, tx, c))
+            tiles.copy_(part.unfold(0, tile, v).unfold(1, tile, v).permute(4, 3, 0, 1, 2))
+            s1 = view(wb, (2 * nb, tile * m * c))  # (kx·part, r·m·C)
+            torch.mm(mats["fwd_x"].t(), tiles.view(tile, tile * m * c), out=s1)
             s1 = s1.view(nb, 2 * tile, m * c)
-            s2 = torch.matmul(mats["fwd_y"], s1)  # (kx, ky·j, m·C)
-            del s1
-            s2 = s2.view(nb * tile * 3, m, c)
-            p = torch.bmm(s2, mats["spec"])  # (bins·j, m, O)
-            del s2
-            p = p.view(nb, 3 * tile, m * o).float()  # the inverse in float32: fewer roundings
-            q = torch.matmul(mats["inv_y"], p)  # (kx, part·y, m·O)
-            del p
-            q = q.view(2 * nb, v * m * o)
-            y = mats["inv_x"] @ q  # (x, y·m·O)
-            del q
+            s2 = view(wa, (nb, 3 * tile, m * c))  # (kx, ky·j, m·C)
+            torch.matmul(mats["fwd_y"], s1, out=s2)
+            p = view(wb, (nb * tile * 3, m, o))  # (bins·j, m, O)
+            torch.bmm(s2.view(nb * tile * 3, m, c), mats["spec"], out=p)
+            if dtype != torch.float32:  # the inverse in float32: fewer roundings
+                p32 = view(wa, (nb, 3 * tile, m * o), torch.float32)
+                p32.copy_(p.view(nb, 3 * tile, m * o))
+                p = p32
+            p = p.view(nb, 3 * tile, m * o)
+            q = view(wb if dtype != torch.float32 else wa, (nb, 2 * v, m * o), torch.float32)
+            torch.matmul(mats["inv_y"], p, out=q)  # (kx, part·y, m·O)
+            y = view(wa if dtype != torch.float32 else wb, (v, v * m * o), torch.float32)
+            torch.mm(mats["inv_x"], q.view(2 * nb, v * m * o), out=y)  # (x, y·m·O)
             y = y.view(v, v, r1 - r0, tx, o).permute(2, 1, 3, 0, 4)  # (tr, y, tx, x, O)
             out[i, r0 * v:r1 * v].view(r1 - r0, v, tx, v, o).copy_(y)
     if bias is not None:
