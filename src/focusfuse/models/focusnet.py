@@ -75,7 +75,16 @@ class FocusNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """One branch: (N, 1, H, W) gray in [0, 1] to (N, 256, ceil(H/2), ceil(W/2))."""
-        x = self.conv1(x).relu_()
+        kind = x.device.type
+        if torch.is_autocast_enabled(kind):
+            # the first layer in float32 even under autocast: rounding the gray input itself to
+            # bfloat16 (8 significant bits, up to half a gray level of an 8-bit image) was the
+            # largest part of bfloat16's error in the scores; the layer's arithmetic is tiny
+            with torch.autocast(kind, enabled=False):
+                x = self.conv1(x.float()).relu_()
+            x = x.to(torch.get_autocast_dtype(kind))
+        else:
+            x = self.conv1(x).relu_()
         # max-pooling and ReLU commute: pooling first leaves a quarter of the values to clip
         x = _max_pool2(self.conv2(x)).relu_()
         return self.conv3(x).relu_()
