@@ -7,6 +7,7 @@ weights; the successful CNN runs use the authors' weights from ../shared via --w
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -168,6 +169,19 @@ def test_bad_input_end_to_end(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "focusfuse fuse: error: images must have the same size" in proc.stderr
     assert not out.exists()
+
+
+def test_console_entry_point_flushes_before_its_quick_exit(tmp_path):
+    # piped output is block-buffered: the message must survive the exit without teardown
+    a, b = _gray(tmp_path / "a.png"), _gray(tmp_path / "b.png", seed=1)
+    out = tmp_path / "out.png"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.run([sys.executable, "-m", "focusfuse.cli", "fuse", str(a), str(b),
+                           "-o", str(out), "--weights", "fast"], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out}" in proc.stdout
+    assert read_image(out).shape == read_image(a).shape
 
 
 # invariants: what a successful run writes ----------------------------------------------
