@@ -54,23 +54,33 @@ def inside_counts(n_out: int, n_in: int, before: int, after: int) -> np.ndarray:
     return (np.minimum(t + after, n_in - 1) - np.maximum(t - before, 0) + 1).astype(np.float64)
 
 
-def _window_counts(shape: tuple[int, int], r: int) -> np.ndarray:
-    """Pixels inside the image in each (2r+1)² window: an outer product of two 1-D counts."""
-    return np.outer(*(inside_counts(n, n, r, r) for n in shape))
+def rescale_edges(mean: np.ndarray, rows: np.ndarray, cols: np.ndarray, full_rows: int,
+                  full_cols: int) -> np.ndarray:
+    """Means over whole windows (sum / window size, zeros outside the image) made means over
+    the pixels inside, in place; ``rows`` and ``cols`` are the 1-D counts of pixels inside
+    (:func:`inside_counts`). Only rows and columns whose windows reach past an edge change,
+    so no full-size array of counts is made.
+    """
+    extra = (1,) * (mean.ndim - 2)  # channels, if any
+    ry = np.flatnonzero(rows != full_rows)
+    if ry.size:
+        mean[ry] *= (full_rows / rows[ry]).astype(mean.dtype).reshape(-1, 1, *extra)
+    cx = np.flatnonzero(cols != full_cols)
+    if cx.size:
+        mean[:, cx] *= (full_cols / cols[cx]).astype(mean.dtype).reshape(-1, *extra)
+    return mean
 
 
-def box_mean(x: np.ndarray, r: int, *, counts: np.ndarray | None = None) -> np.ndarray:
+def box_mean(x: np.ndarray, r: int) -> np.ndarray:
     """Mean over the (2r+1)² window around each pixel, counting only pixels inside the image.
 
     float32 in gives float32 out (OpenCV's float box filter); anything else float64.
-    ``counts`` may pass :func:`_window_counts` when many maps of one shape are filtered.
     """
     depth = cv2.CV_32F if x.dtype == np.float32 else cv2.CV_64F
-    k = (2 * r + 1, 2 * r + 1)
-    s = cv2.boxFilter(x, depth, k, normalize=False, borderType=cv2.BORDER_CONSTANT)
-    n = _window_counts(x.shape[:2], r) if counts is None else counts
-    s /= n.astype(s.dtype, copy=False)
-    return s
+    k = 2 * r + 1
+    s = cv2.boxFilter(x, depth, (k, k), normalize=True, borderType=cv2.BORDER_CONSTANT)
+    h, w = x.shape[:2]
+    return rescale_edges(s, inside_counts(h, h, r, r), inside_counts(w, w, r, r), k, k)
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, *, radius: int = 8, eps: float = 0.1) -> np.ndarray:
@@ -91,19 +101,18 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, *, radius: int = 8, eps: f
     dtype = np.float32 if f32 else np.float64
     I = guide.astype(dtype, copy=False)
     p = src.astype(dtype, copy=False)
-    n = _window_counts(I.shape, radius).astype(dtype)
-    mean_I = box_mean(I, radius, counts=n)
-    mean_p = box_mean(p, radius, counts=n)
-    a = box_mean(I * p, radius, counts=n)
+    mean_I = box_mean(I, radius)
+    mean_p = box_mean(p, radius)
+    a = box_mean(I * p, radius)
     a -= mean_I * mean_p  # cov(I, p)
-    var_I = box_mean(I * I, radius, counts=n)
+    var_I = box_mean(I * I, radius)
     var_I -= mean_I * mean_I
     var_I += eps
     a /= var_I
     del var_I
     mean_p -= a * mean_I  # b
     del mean_I
-    q = box_mean(a, radius, counts=n)
+    q = box_mean(a, radius)
     q *= I
-    q += box_mean(mean_p, radius, counts=n)
+    q += box_mean(mean_p, radius)
     return q

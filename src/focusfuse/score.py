@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from focusfuse.decision import inside_counts
+from focusfuse.decision import inside_counts, rescale_edges
 from focusfuse.device import CompileError, keep_freed_memory
 from focusfuse.models import PATCH, STRIDE, FocusNet
 from focusfuse.models.spectral import SPECTRAL_TILE
@@ -184,9 +184,9 @@ def focus_map(scores: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     n = PATCH // STRIDE  # windows per axis over one pixel, away from the borders
     padded = np.zeros((h + n - 1, w + n - 1))
     padded[:h, :w] = scores
-    total = cv2.boxFilter(padded, cv2.CV_64F, (n, n), anchor=(n - 1, n - 1), normalize=False,
+    total = cv2.boxFilter(padded, cv2.CV_64F, (n, n), anchor=(n - 1, n - 1), normalize=True,
                           borderType=cv2.BORDER_CONSTANT)
     # the windows over padded position t are scores t − 7 .. t, of which those < h exist
-    total /= np.outer(inside_counts(h + n - 1, h, n - 1, 0),
-                      inside_counts(w + n - 1, w, n - 1, 0))
+    rescale_edges(total, inside_counts(h + n - 1, h, n - 1, 0),
+                  inside_counts(w + n - 1, w, n - 1, 0), n, n)
     return np.repeat(np.repeat(total, STRIDE, axis=0), STRIDE, axis=1)[:H, :W]

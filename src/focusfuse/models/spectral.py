@@ -115,7 +115,10 @@ class SpectralKernel:
             # (part, i)
             re, im = torch.cat([cos_i, -sin_i], 1), torch.cat([sin_i, cos_i], 1)
             along_i = torch.stack([re, im, re + im], 1).reshape(3 * tile, 2 * k).float()
-            w = self._weight.permute(3, 2, 1, 0).reshape(k, k * c * o)  # (j, i·C·O)
+            # (O, C, i, j) to (j, i·C·O): a blocked 2-D transpose, then whole rows of O moved
+            # (one 4-D permuted copy is several times slower)
+            w = self._weight.view(o, c * k * k).t().contiguous().view(c, k, k, o)
+            w = w.permute(2, 1, 0, 3).reshape(k, k * c * o)  # (j, i·C·O)
             half = (along_j.float() @ w).view(nb, 2 * k, c * o)  # (kx, part·i, C·O)
             spec = torch.empty((nb, 3 * tile, c * o), dtype=dtype)
             # float32, rounded once to the type asked, in column blocks that stay in the caches
