@@ -9,47 +9,58 @@ import pytest
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
-# a fresh interpreter each time, as the setting is made once per process: the page faults
-# of score maps of one pair after a first one (which also computes the kernel's spectrum)
+# a fresh interpreter each time, as the setting belongs to the process: the page faults of
+# score maps of one pair after a first one (which also computes the kernel's spectrum),
+# then the resident memory before and after the memory is given back
 SCORES = """
-import resource
+import resource, sys
 import numpy as np
 import focusfuse as ff
 from focusfuse.device import keep_freed_memory
 from focusfuse.score import score_map
 
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 // 2**20
+
+if sys.argv[1] == "off-before":
+    keep_freed_memory(False)
 model = ff.load_weights()
 rng = np.random.default_rng(0)
 a, b = rng.random((2, 300, 300), dtype=np.float32)
 score_map(model, a, b)
-print(keep_freed_memory())
+faults = []
 for _ in range(3):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     score_map(model, a, b)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+del model
+held = rss()
+keep_freed_memory(False)
+print(min(faults), held, rss())
 """
 
 
-def _run(keep: str | None) -> tuple[bool, list[int]]:
+def _run(case: str, keep: str | None = None) -> tuple[int, int, int]:
     env = dict(os.environ)
     env.pop("FOCUSFUSE_KEEP_MEMORY", None)
     if keep is not None:
         env["FOCUSFUSE_KEEP_MEMORY"] = keep
-    out = subprocess.run([sys.executable, "-c", SCORES], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
-    return out[0] == "True", [int(n) for n in out[1:]]
+    out = subprocess.run([sys.executable, "-c", SCORES, case], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    return tuple(int(n) for n in out)
+
+
+# the network's intermediates for a 300×300 pair are about 200 MB: 50,000 pages of 4 KB
+
+@pytest.mark.skipif(not GLIBC, reason="only glibc's malloc is tuned")
+def test_later_score_maps_reuse_the_freed_memory_and_it_can_be_given_back():
+    faults, held, after = _run("default")
+    assert faults < 2000
+    assert after < held - 500  # the kernel's spectrum (613 MB) and the intermediates
 
 
 @pytest.mark.skipif(not GLIBC, reason="only glibc's malloc is tuned")
-def test_later_score_maps_reuse_the_freed_memory():
-    on, faults = _run(None)
-    assert on
-    # the network's intermediates for a 300×300 pair are about 200 MB: 50,000 pages of 4 KB
-    assert min(faults) < 2000, faults
-
-
-@pytest.mark.skipif(not GLIBC, reason="only glibc's malloc is tuned")
-def test_keeping_freed_memory_can_be_turned_off():
-    on, faults = _run("0")
-    assert not on
-    assert min(faults) > 10_000, faults  # every score map faults its intermediates in afresh
+@pytest.mark.parametrize("case,keep", [("default", "0"), ("default", "off"), ("off-before", None)])
+def test_keeping_freed_memory_can_be_turned_off(case, keep):
+    faults, _, _ = _run(case, keep)
+    assert faults > 10_000  # every score map faults its intermediates in afresh

@@ -58,17 +58,35 @@ def test_dense_logits_shape(name, h, w):
 
 @pytest.mark.parametrize("name,spectral", [("paper", False), ("paper", True), ("released", False),
                                            ("fast", False)])
-def test_dense_margin_gives_the_softmax(name, spectral):
-    """sigmoid(l1 − l0) from the margin head is the softmax of the two dense logits."""
+@pytest.mark.parametrize("h,w,crop", [(60, 54, False), (16, 40, False), (70, 50, True)])
+def test_dense_margin_gives_the_softmax(name, spectral, h, w, crop):
+    """sigmoid(l1 − l0) from the margin head is the softmax of the two dense logits, for
+    channels-last features and for a window cut out of them (as score_map does)."""
+    torch.manual_seed(0)
+    model = create_model(name).eval().to(memory_format=torch.channels_last)
+    a, b = _pair(1, h, w)
+    with torch.no_grad():
+        feats = model.features(torch.cat([a, b]).contiguous(memory_format=torch.channels_last))
+        if crop:
+            feats = feats[:, :, 2:-3, 1:-2]
+        margin = model.dense_margin(feats, spectral=spectral)
+        want = torch.softmax(model.dense_head(torch.cat([feats[:1], feats[1:]], dim=1)),
+                             dim=1)[0, 1]
+    assert margin.shape == want.shape and margin.dtype == torch.float32
+    torch.testing.assert_close(torch.sigmoid(margin), want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["paper", "fast"])
+def test_dense_margin_under_bfloat16_autocast_is_close(name):
     torch.manual_seed(0)
     model = create_model(name).eval()
     a, b = _pair(1, 60, 54)
     with torch.no_grad():
-        feats = model.features(torch.cat([a, b]))
-        margin = model.dense_margin(feats, spectral=spectral)
-        want = torch.softmax(model.dense_logits(a, b), dim=1)[0, 1]
-    assert margin.shape == want.shape and margin.dtype == torch.float32
-    torch.testing.assert_close(torch.sigmoid(margin), want, rtol=0, atol=1e-5)
+        want = torch.sigmoid(model.dense_margin(model.features(torch.cat([a, b]))))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = torch.sigmoid(model.dense_margin(model.features(torch.cat([a, b]))))
+    assert got.dtype == torch.float32
+    assert (got - want).abs().max() < 0.02
 
 
 def test_dense_margin_needs_two_images():
@@ -77,17 +95,28 @@ def test_dense_margin_needs_two_images():
         model.dense_margin(torch.zeros(3, 64, 20, 20))
 
 
-@pytest.mark.parametrize("h,w", [(10, 12), (11, 12), (10, 13), (9, 7)])
-def test_max_pool_without_gradients_is_pytorchs(h, w):
+@pytest.mark.parametrize("h,w", [(10, 12), (11, 12), (10, 13), (9, 7), (1, 1)])
+def test_max_pool_for_inference_is_pytorchs(h, w):
     from focusfuse.models.focusnet import _max_pool2
 
     x = torch.randn(2, 3, h, w).contiguous(memory_format=torch.channels_last)
     want = torch.nn.functional.max_pool2d(x, 2, 2, ceil_mode=True)
+    assert torch.equal(_max_pool2(x), want)  # gradients on, the input needs none
     with torch.no_grad():
-        got = _max_pool2(x)
-    assert torch.equal(got, want)
-    x.requires_grad_(True)
-    assert torch.equal(_max_pool2(x), want)  # PyTorch's own, with its gradient
+        assert torch.equal(_max_pool2(x.bfloat16()), want.bfloat16())
+
+
+def test_max_pool_in_training_has_pytorchs_gradient():
+    from focusfuse.models.focusnet import _max_pool2
+
+    # ties everywhere: PyTorch's pooling gives each window's gradient to one element, the
+    # element-wise maxima would split it
+    x = torch.zeros(1, 2, 6, 5, requires_grad=True)
+    _max_pool2(x).sum().backward()
+    got = x.grad.clone()
+    x.grad = None
+    torch.nn.functional.max_pool2d(x, 2, 2, ceil_mode=True).sum().backward()
+    assert torch.equal(got, x.grad)
 
 
 def test_parameter_counts():

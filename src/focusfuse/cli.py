@@ -484,14 +484,19 @@ def console() -> None:
 
     When the command is done everything it wrote is closed; what remains is the
     interpreter's teardown of PyTorch's modules, 0.3 to 0.4 s here, of no use to a one-shot
-    command. So the output streams are flushed and the process ends without it, unless
-    ``torch.compile`` ran (its worker processes are shut down at exit).
+    command. So the output streams are flushed and the process ends without it: without
+    ``atexit`` handlers too (a coverage tool measuring the command would lose its data), and
+    not after ``torch.compile`` (its worker processes are shut down at exit). A failed
+    flush exits with 120, as Python does.
     """
     code = main()
     if "torch._inductor" in sys.modules:
         sys.exit(code)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        os._exit(120)
     os._exit(code)
 
 

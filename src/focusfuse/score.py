@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from focusfuse.decision import inside_counts, rescale_edges
-from focusfuse.device import CompileError, keep_freed_memory
+from focusfuse.device import CompileError, keep_freed_memory_by_default
 from focusfuse.models import PATCH, STRIDE, FocusNet
 from focusfuse.models.spectral import SPECTRAL_TILE
 
@@ -137,7 +137,7 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
         raise ValueError(f"head must be 'auto', 'direct' or 'fft'; got {head!r}")
     device = resolve_device(device)
     if device == "cpu":
-        keep_freed_memory()
+        keep_freed_memory_by_default()
     bf16 = resolve_precision(precision, device) == "bf16"
     spectral = model.fc1 is not None and (head == "fft" or (head == "auto" and device == "cpu"))
     device_type = device.split(":")[0]
