@@ -69,10 +69,9 @@ def _compiled_features(model: FocusNet):
 
 
 def _dense_scores(model: FocusNet, x: torch.Tensor, bf16: bool, device_type: str,
-                  spectral: bool, compile: bool = False,
-                  window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
-    """Softmax score of the first image for a (2, 1, h, w) pair tensor: (h/2 − 7, w/2 − 7),
-    or only the ``window`` (first row, first column, rows, columns) of those scores.
+                  spectral: bool, compile: bool, window: tuple[int, int, int, int]) -> torch.Tensor:
+    """Softmax score of the first image for the ``window`` (first row, first column, rows,
+    columns) of the (h/2 − 7, w/2 − 7) scores of a (2, 1, h, w) pair tensor.
 
     The convolutions need the whole crop (its margins are their padding); the layers after
     them only the features under the window's scores, so they are cut to it first.
@@ -87,11 +86,9 @@ def _dense_scores(model: FocusNet, x: torch.Tensor, bf16: bool, device_type: str
                                    "run without --compile") from exc
         else:
             feats = model.features(x)
-        if window is not None:
-            oy, ox, ny, nx = window
-            feats = feats[:, :, oy:oy + ny + PATCH // STRIDE - 1, ox:ox + nx + PATCH // STRIDE - 1]
-        n_scores = (feats.shape[2] - 7) * (feats.shape[3] - 7)
-        margin = model.dense_margin(feats, spectral=spectral and n_scores >= SPECTRAL_MIN_SCORES)
+        oy, ox, ny, nx = window
+        feats = feats[:, :, oy:oy + ny + PATCH // STRIDE - 1, ox:ox + nx + PATCH // STRIDE - 1]
+        margin = model.dense_margin(feats, spectral=spectral and ny * nx >= SPECTRAL_MIN_SCORES)
     return torch.sigmoid(margin)  # the softmax of the two logits, for the first
 
 

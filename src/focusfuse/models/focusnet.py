@@ -119,19 +119,21 @@ class FocusNet(nn.Module):
         bfloat16 or float32): in float32 the same scores to about 1e-5, in bfloat16 close
         to the direct convolution's bfloat16 scores; several times faster on a CPU.
         """
-        c = feats.shape[1]
         if self.fc1 is not None:
-            if spectral:
-                with torch.autocast(feats.device.type, enabled=False):
-                    x = spectral_conv2d(feats, self._spectral_fc1(), self.fc1.bias).relu_()
-                w2 = self.fc2.weight.view(2, self.hidden, 1, 1)
-                return F.conv2d(x, w2.float(), self.fc2.bias.float())
-            w1 = self.fc1.weight.view(self.hidden, c, _FEAT, _FEAT)
-            x = F.relu(F.conv2d(feats, w1, self.fc1.bias))
+            x = self._hidden_map(feats, spectral)
             w2 = self.fc2.weight.view(2, self.hidden, 1, 1)
-            return F.conv2d(x, w2, self.fc2.bias)
-        w = self.fc2.weight.view(2, c, _FEAT, _FEAT)
+            return F.conv2d(x, w2.to(x.dtype), self.fc2.bias.to(x.dtype))
+        w = self.fc2.weight.view(2, feats.shape[1], _FEAT, _FEAT)
         return F.conv2d(feats, w, self.fc2.bias)
+
+    def _hidden_map(self, pair: torch.Tensor, spectral: bool) -> torch.Tensor:
+        """The 256-unit layer (with its ReLU) at every position of the concatenated features:
+        an 8×8 convolution, by overlap-save DFT when ``spectral`` (float32 out)."""
+        if spectral:
+            with torch.autocast(pair.device.type, enabled=False):
+                return spectral_conv2d(pair, self._spectral_fc1(), self.fc1.bias).relu_()
+        w1 = self.fc1.weight.view(self.hidden, pair.shape[1], _FEAT, _FEAT)
+        return F.relu(F.conv2d(pair, w1, self.fc1.bias))
 
     def dense_margin(self, feats: torch.Tensor, *, spectral: bool = False) -> torch.Tensor:
         """Log-odds that the first image's window is the one in focus, float32 (h − 7, w − 7).
@@ -151,28 +153,20 @@ class FocusNet(nn.Module):
             raise ValueError(f"need the features of two images stacked, (2, C, h, w); got {tuple(feats.shape)}")
         two, c, h, w = feats.shape
         oh, ow = h - _FEAT + 1, w - _FEAT + 1
+        wd = self.fc2.weight[1] - self.fc2.weight[0]
+        bias = (self.fc2.bias[1] - self.fc2.bias[0]).float()
         if self.fc1 is not None:
-            pair = torch.cat([feats[:1], feats[1:]], dim=1)
-            if spectral:
-                with torch.autocast(feats.device.type, enabled=False):
-                    x = spectral_conv2d(pair, self._spectral_fc1(), self.fc1.bias).relu_()
-            else:
-                w1 = self.fc1.weight.view(self.hidden, 2 * c, _FEAT, _FEAT)
-                x = F.relu(F.conv2d(pair, w1, self.fc1.bias))
-            w2 = self.fc2.weight[1] - self.fc2.weight[0]
-            margin = F.conv2d(x, w2.view(1, self.hidden, 1, 1).to(x.dtype))[0, 0].float()
-            return margin + (self.fc2.bias[1] - self.fc2.bias[0]).float()
-        wd = (self.fc2.weight[1] - self.fc2.weight[0]).view(2, c, _FEAT * _FEAT)  # (image, C, tap)
-        taps = wd.transpose(1, 2).to(feats.dtype if not torch.is_autocast_enabled(feats.device.type)
-                                     else torch.get_autocast_dtype(feats.device.type))
-        f = feats.to(taps.dtype).permute(0, 2, 3, 1).reshape(2, h * w, c)  # a view if channels last
+            x = self._hidden_map(torch.cat([feats[:1], feats[1:]], dim=1), spectral)
+            return F.conv2d(x, wd.view(1, self.hidden, 1, 1).to(x.dtype))[0, 0].float() + bias
+        # (image, tap, C), in the features' type (bmm runs in autocast's type anyway)
+        taps = wd.view(2, c, _FEAT * _FEAT).transpose(1, 2).to(feats.dtype)
+        f = feats.permute(0, 2, 3, 1).reshape(2, h * w, c)  # a view if channels last
         g = torch.bmm(taps, f.transpose(1, 2))  # (image, tap, h·w)
         # g[n, i·8 + j, y + i, x + j] for all (n, i, j, y, x) is one strided view of g
         step = g.stride()
         shifted = g.as_strided((2, _FEAT, _FEAT, oh, ow),
                                (step[0], _FEAT * step[1] + w, step[1] + 1, w, 1))
-        margin = shifted.sum(dim=(0, 1, 2), dtype=torch.float32)
-        return margin + (self.fc2.bias[1] - self.fc2.bias[0]).float()
+        return shifted.sum(dim=(0, 1, 2), dtype=torch.float32) + bias
 
     def dense_logits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Logits (N, 2, ceil(H/2) - 7, ceil(W/2) - 7) for whole images a, b of shape (N, 1, H, W)."""
