@@ -115,8 +115,8 @@ def test_missing_input(tmp_path, capsys):
 def test_gray_and_colour_together(tmp_path, capsys):
     a, b = _gray(tmp_path / "a.png"), _colour(tmp_path / "b.png")
     out = tmp_path / "out.png"
-    err = _fails(capsys, [a, b, "-o", out], [a, b], out, "mix gray and colour")
-    assert "a.png (gray)" in err and "b.png (colour)" in err
+    err = _fails(capsys, [a, b, "-o", out], [a, b], out, "convert them all to gray or all to colour")
+    assert "a.png is gray" in err and "b.png is colour" in err
 
 
 def test_output_folder_does_not_exist(tmp_path, capsys):
@@ -276,14 +276,32 @@ def test_save_steps_that_is_a_file_is_refused(tmp_path, capsys):
     _fails(capsys, [a, b, "-o", out, "--save-steps", steps], [a, b, steps], out, "is a file")
 
 
-@pytest.mark.parametrize("flag,value,match", [("--min-region", "1.5", "min_region"),
-                                              ("--guided-radius", "-1", "guided_radius"),
-                                              ("--guided-eps", "0", "guided_eps"),
-                                              ("--levels", "0", "levels")])
-def test_bad_settings_fail_before_any_work(tmp_path, capsys, flag, value, match):
+@pytest.mark.parametrize("method,flag,value", [("cnn", "--min-region", "1.5"),
+                                               ("cnn", "--guided-radius", "-1"),
+                                               ("cnn", "--guided-eps", "0"),
+                                               ("dwt", "--levels", "0"),
+                                               ("laplacian", "--consistency", "2")])
+def test_bad_settings_fail_before_any_work(tmp_path, capsys, method, flag, value):
+    # the library's check, told with the flag's name
     a, b = _gray(tmp_path / "a.png"), _gray(tmp_path / "b.png", seed=1)
     out = tmp_path / "f.png"
-    _fails(capsys, [a, b, "-o", out, flag, value], [a, b], out, match)
+    err = _fails(capsys, [a, b, "-o", out, "--method", method, flag, value], [a, b], out,
+                 f"error: {flag} must be")
+    assert value in err
+
+
+@pytest.mark.parametrize("method,flag,value,owners", [
+    ("dtcwt", "--guided-radius", "3", "cnn, cnn-dtcwt"),
+    ("cnn", "--levels", "4", "cnn-dtcwt, dtcwt, dwt, laplacian"),
+    ("laplacian", "--wavelet", "db1", "dwt"),
+    ("dwt", "--weights", "fast", "cnn, cnn-dtcwt"),
+])
+def test_an_option_of_another_method_is_refused(tmp_path, capsys, method, flag, value, owners):
+    a, b = _gray(tmp_path / "a.png"), _gray(tmp_path / "b.png", seed=1)
+    out = tmp_path / "f.png"
+    err = _fails(capsys, [a, b, "-o", out, "--method", method, flag, value], [a, b], out,
+                 f"{flag} is an option of {owners}, not of --method {method}")
+    assert "drop it" in err
 
 
 def test_sixteen_bit_inputs_to_jpeg_give_eight_bit(tmp_path, capsys):

@@ -1,8 +1,8 @@
 """Tests of the CNN fusion (focusfuse.fuse with method="cnn" and focusfuse.fusion.cnn).
 
-Tests that run the network use the authors' released weights from ../shared (the package
-ships no trained model yet; see test_default_weights) and are skipped without them. The
-boundary checks and the post-network stages run everywhere.
+Tests that run the network on the authors' released weights from ../shared are skipped
+without them; those that need a model, not that one, use the shipped model. The boundary
+checks and the post-network stages run everywhere.
 """
 
 from __future__ import annotations
@@ -60,15 +60,19 @@ def test_weights_path_gives_same_result_as_model(mat_model, mat_weights):
                                   fuse([a, b], model=mat_model, **FP32).fused)
 
 
-def test_default_weights():
-    # without weights=, fuse loads the shipped model; while none is shipped that is a
-    # clear ValueError, raised after the inputs were checked
+def test_default_weights_are_the_shipped_paper_model(shipped_model):
+    # without weights=, fuse uses the shipped paper model
     a, b = texture(seed=1), texture(seed=2)
-    if default_weights_path().is_file():
-        assert fuse([a, b], **FP32).fused.shape == a.shape
-    else:
-        with pytest.raises(ValueError, match="does not exist"):
-            fuse([a, b], **FP32)
+    np.testing.assert_array_equal(fuse([a, b], **FP32).fused,
+                                  fuse([a, b], model=shipped_model, **FP32).fused)
+
+
+def test_a_missing_shipped_model_is_a_clear_error(monkeypatch, tmp_path):
+    import focusfuse.models as models
+
+    monkeypatch.setattr(models, "default_weights_path", lambda name="paper": tmp_path / "gone")
+    with pytest.raises(ValueError, match="shipped model .* is missing; reinstall focusfuse"):
+        fuse([texture(seed=1), texture(seed=2)], weights="fast", **FP32)
 
 
 # shapes --------------------------------------------------------------------------------
@@ -264,7 +268,7 @@ def test_example_pair_fuses_back_to_the_sharp_image(any_model):
 def test_repeated_fuse_reuses_the_loaded_model(monkeypatch):
     """fuse(weights=...) loads a weights file once, not on every call."""
     import focusfuse.models as models
-    from focusfuse.fusion import _load_cached
+    from focusfuse.fusion.cnn import _load_cached
 
     _load_cached.cache_clear()
     calls = []

@@ -19,15 +19,14 @@ QCV 1.3e-7 relative.
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import focusfuse.metrics as fm
+from conftest import SHARED
 from focusfuse.io import read_image
 
-SHARED = Path(__file__).parents[1].parent / "shared"
 LYTRO = SHARED / "data" / "lytro" / "pairs"
 REFERENCE = SHARED / "data" / "reference" / "liu2020-survey" / "lytro"
 METHODS = ("cnn", "dsift", "gff", "nsct", "dtcwt", "dwt")

@@ -26,8 +26,10 @@ def test_create_model(name):
     assert (model.fc1 is not None) == (name == "paper")
 
 
-def test_registry_holds_both_layouts():
-    assert {"paper", "released"} <= set(MODELS)
+def test_the_released_layout_loads_the_authors_file_layout():
+    # "released": no hidden layer, the 8×8×512 features straight to 2 outputs (the .mat)
+    model = create_model("released")
+    assert model.fc1 is None and model.fc2.weight.shape == (2, 512 * 8 * 8)
 
 
 # shapes --------------------------------------------------------------------------------
@@ -169,13 +171,18 @@ def test_load_safetensors_with_wrong_arch(tmp_path):
         load_weights(path)
 
 
-def test_load_default_weights_when_none_shipped():
-    # load_weights(None) loads the shipped model; without one it says the file is missing
-    if default_weights_path().is_file():
-        assert isinstance(load_weights(None), FocusNet)
-    else:
-        with pytest.raises(ValueError, match="does not exist"):
-            load_weights(None)
+def test_load_default_weights_is_the_paper_model():
+    model = load_weights(None)
+    assert arch_of(model) == "paper"
+    torch.testing.assert_close(model.state_dict(), load_weights("paper").state_dict())
+
+
+def test_a_missing_shipped_model_is_named(monkeypatch, tmp_path):
+    import focusfuse.models as models
+
+    monkeypatch.setattr(models, "default_weights_path", lambda name="paper": tmp_path / "gone")
+    with pytest.raises(ValueError, match="shipped model .*gone is missing; reinstall"):
+        load_weights(None)
 
 
 # invariants ----------------------------------------------------------------------------
@@ -271,9 +278,14 @@ def test_mat_first_layer_against_numpy_correlation(mat_weights):
 def test_shipped_models_load_by_name(name):
     from focusfuse.models import SHIPPED, load_weights
 
+    from safetensors import safe_open
+
+    path = default_weights_path(name)
+    assert path.is_file() and path.parent.name == "weights"  # inside the package
+    with safe_open(str(path), framework="pt") as fh:
+        assert fh.metadata()["arch"] == name  # the file says what it is
     model = load_weights(name)
-    assert SHIPPED[name] == f"focusnet-{name}.safetensors"
-    assert arch_of(model) == name
+    assert arch_of(model) == name and name in SHIPPED
     x = torch.rand(3, 1, 16, 16)
     logits = model(x, x)
     assert logits.shape == (3, 2) and torch.isfinite(logits).all()

@@ -10,7 +10,8 @@ import torch
 
 from conftest import texture
 from focusfuse.models import create_model
-from focusfuse.score import focus_map, resolve_precision, score_map
+from focusfuse.decision import focus_map
+from focusfuse.score import score_map
 
 
 def _random_model(arch: str, seed: int = 0):
@@ -96,12 +97,6 @@ def test_score_map_rejects_bad_precision_and_device():
         score_map(model, a, a, precision="fp16", device="cpu")
     with pytest.raises(ValueError, match="device"):
         score_map(model, a, a, device="tpu")
-
-
-def test_resolve_precision():
-    assert resolve_precision("fp32", "cuda") == "fp32"
-    assert resolve_precision("auto", "cuda") == "bf16"
-    assert resolve_precision("auto", "cpu") in ("bf16", "fp32")
 
 
 def test_focus_map_rejects_foreign_shape():

@@ -2,11 +2,16 @@
 
 The CNN method of Liu et al. 2017 (Information Fusion 36), wavelet and complex-wavelet
 fusion, and the field's objective metrics.
+
+The names below are imported on first use (PEP 562), so that ``import focusfuse`` and the
+command line's ``--help`` load neither PyTorch nor SciPy. Importing focusfuse or fusing
+changes no setting of the process; :func:`keep_freed_memory` is the one a program may opt
+into (see :mod:`focusfuse.device`).
 """
 
-from focusfuse.fusion import METHODS, DecisionMaps, FusionResult, fuse
-from focusfuse.io import read_image, write_image
-from focusfuse.models import create_model, load_weights
+from __future__ import annotations
+
+import importlib
 
 __all__ = [
     "METHODS",
@@ -14,8 +19,33 @@ __all__ = [
     "FusionResult",
     "create_model",
     "fuse",
+    "keep_freed_memory",
     "load_weights",
     "read_image",
     "write_image",
 ]
 __version__ = "0.1.0"
+
+_HOME = {
+    "METHODS": "focusfuse.fusion",
+    "DecisionMaps": "focusfuse.fusion",
+    "FusionResult": "focusfuse.fusion",
+    "fuse": "focusfuse.fusion",
+    "read_image": "focusfuse.io",
+    "write_image": "focusfuse.io",
+    "create_model": "focusfuse.models",
+    "load_weights": "focusfuse.models",
+    "keep_freed_memory": "focusfuse.device",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        value = getattr(importlib.import_module(_HOME[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'focusfuse' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

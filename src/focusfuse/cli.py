@@ -14,13 +14,24 @@ class UserError(Exception):
     """A problem with what the user asked for: printed as one line, exit code 2."""
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, unless there is none to show (None, off) or the
+    help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train", help="train the focus classifier on a folder of natural images",
         description="Make blurred patch pairs from natural images (Liu et al. 2017) and train "
                     "the focus classifier. A run folder can be resumed by running the same "
                     "command again.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_Help)
     p.add_argument("data", help="folder of natural (sharp) images")
     p.add_argument("--out", required=True, help="run folder: log, checkpoints, model.safetensors")
     g = p.add_argument_group("model and optimiser")
@@ -71,39 +82,65 @@ def _run_train(args) -> int:
     return 0
 
 
+def _method_flags() -> dict[str, tuple[object, list[str]]]:
+    """Every command-line option of the registered methods: ``{name: (info, methods)}``, in
+    the order the methods declare them (a name shared by several methods appears once)."""
+    from focusfuse.fusion.options import describe
+    from focusfuse.fusion.registry import METHODS
+
+    flags: dict[str, tuple[object, list[str]]] = {}
+    for method in METHODS.values():
+        for info in describe(method.options):
+            if info.cli:
+                flags.setdefault(info.name, (info, []))[1].append(method.name)
+    return flags
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_method_options(p) -> None:
+    """The methods' options as flags, grouped by the methods that take them. A flag not
+    given is not passed, so each method gets its own defaults."""
+    groups: dict[tuple[str, ...], object] = {}
+    for name, (info, methods) in _method_flags().items():
+        key = tuple(methods)
+        if key not in groups:
+            groups[key] = p.add_argument_group(f"options of {', '.join(key)}")
+        default = "" if "default" in info.help else f" (default: {info.default})"
+        kwargs = {"dest": name, "default": argparse.SUPPRESS, "help": info.help + default}
+        if info.type is bool:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = info.type or str
+            if info.choices:
+                kwargs["choices"] = info.choices
+            if info.metavar:
+                kwargs["metavar"] = info.metavar
+        groups[key].add_argument(_flag(name), **kwargs)
+
+
+def _given_options(args) -> dict:
+    """The method options given on the command line (those left out take their defaults)."""
+    return {name: getattr(args, name) for name in _method_flags() if hasattr(args, name)}
+
+
 def _add_fuse(sub) -> None:
-    from focusfuse.fusion import METHODS
+    from focusfuse.fusion.registry import METHODS
 
     p = sub.add_parser(
         "fuse", help="fuse two or more images focused at different depths",
         description="Fuse images of one scene focused at different depths into one image that "
-                    "is sharp everywhere. Three or more images are fused in series.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "is sharp everywhere. Three or more images are fused in series. Each "
+                    "method takes only its own options.",
+        formatter_class=_Help)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="source images (PNG, JPEG, TIFF; 8 or 16 bit)")
     p.add_argument("-o", "--output", required=True, help="fused image to write (.png, .tif, .jpg)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    g = p.add_argument_group("method")
-    g.add_argument("--method", default="cnn", choices=METHODS, help="fusion method")
-    g.add_argument("--weights", default=None,
-                   help="classifier weights: a shipped model by name (paper: the paper's network; "
-                        "fast: a narrower one, several times faster), a focusfuse .safetensors "
-                        "or the authors' .mat file (default: paper)")
-    g.add_argument("--min-region", type=float, default=0.01, metavar="FRACTION",
-                   help="small-region removal area, as a fraction of the image (0: off)")
-    g.add_argument("--guided-radius", type=int, default=8, help="guided filter radius r")
-    g.add_argument("--guided-eps", type=float, default=0.1, help="guided filter epsilon")
-    g.add_argument("--levels", type=int, default=None,
-                   help="decomposition levels of dwt, dtcwt, laplacian, cnn-dtcwt (default: 5)")
-    g.add_argument("--wavelet", default=None, help="wavelet of the dwt method (PyWavelets name; default: the method's)")
-    g.add_argument("--consistency", type=int, default=3,
-                   help="window of the multiscale choice rule and its majority check (1: off)")
-    g = p.add_argument_group("compute")
-    g.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
-                   help="network precision (auto: bf16 where the CPU or GPU has it)")
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile the network's convolutions (compiling takes tens of "
-                        "seconds; worth it for many images of one size)")
+    p.add_argument("--method", default="cnn", choices=list(METHODS),
+                   help="fusion method: " + "; ".join(f"{m.name}: {m.summary}" for m in METHODS.values()))
+    _add_method_options(p)
     g = p.add_argument_group("output")
     g.add_argument("--save-steps", default=None, metavar="DIR",
                    help="also write every intermediate map (score, focus, binary, refined, "
@@ -114,188 +151,74 @@ def _add_fuse(sub) -> None:
                         "is PNG or TIFF, else 8)")
 
 
-def _check_output(output: Path, inputs: list[Path], overwrite: bool) -> None:
-    from focusfuse.io import SUPPORTED_SUFFIXES
-
-    if output.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise UserError(f"output {output}: unknown image type {output.suffix!r}; "
-                        f"use one of {', '.join(SUPPORTED_SUFFIXES)}")
-    if not output.parent.is_dir():
-        raise UserError(f"output folder {output.parent} does not exist; create it first")
-    for src in inputs:
-        if output.resolve() == src.resolve() or (output.exists() and src.exists()
-                                                 and output.samefile(src)):
-            raise UserError(f"output {output} is also an input; choose another output file")
-    if output.exists() and not overwrite:
-        raise UserError(f"output {output} exists; pass --overwrite to replace it")
-
-
-def _check_steps_folder(folder: Path, inputs: list[Path], output: Path, overwrite: bool) -> None:
-    """--save-steps writes into a new or empty folder (or, with --overwrite, one that holds
-    neither an input nor the output): never over the user's files."""
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--save-steps {folder} is a file; give a folder (it is created if needed)")
-    if not folder.exists():
-        return
-    inside = [p for p in (*inputs, output) if p.exists() and p.resolve().parent == folder.resolve()]
-    if inside:
-        raise UserError(f"--save-steps {folder} holds {inside[0].name}, which this command reads "
-                        "or writes; choose another folder for the intermediate maps")
-    if any(folder.iterdir()) and not overwrite:
-        raise UserError(f"--save-steps {folder} is not empty; choose a new folder or pass "
-                        "--overwrite to replace its maps")
-
-
-def save_steps(result, folder: Path) -> list[Path]:
-    """Write every intermediate map of ``result`` as 8-bit PNG files in ``folder``."""
-    import numpy as np
-
-    from focusfuse.io import write_image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for k, maps in enumerate(result.steps, 1):
-        prefix = f"step{k}-" if len(result.steps) > 1 else ""
-        for name, value in maps.items():
-            written.append(write_image(folder / f"{prefix}{name}.png",
-                                       np.clip(np.asarray(value, dtype=np.float64), 0, 1)))
-    return written
-
-
-#: feature maps of images larger than this (per side) are computed on the central crop
-FEATURES_MAX_SIDE = 1024
-
-
-def save_features(sources, model, folder: Path, *, channels: int = 4) -> tuple[list[Path], str]:
-    """Write ``features-conv1.png`` .. ``features-conv3.png``: for each convolutional layer of
-    ``model``, a row per source and ``channels`` channels (those that vary most), each
-    channel scaled to [0, 1] over all sources. Large images are cropped to their central
-    ``FEATURES_MAX_SIDE`` square. Returns the files and a note on the crop ("" if none)."""
-    from focusfuse.color import to_gray
-    from focusfuse.io import write_image
-    from focusfuse.visualize import feature_grid
-
-    grays = [to_gray(s) for s in sources]
-    h, w = grays[0].shape
-    note = ""
-    if max(h, w) > FEATURES_MAX_SIDE:
-        ch, cw = min(h, FEATURES_MAX_SIDE), min(w, FEATURES_MAX_SIDE)
-        y, x = (h - ch) // 2 // 2 * 2, (w - cw) // 2 // 2 * 2
-        grays = [g[y:y + ch, x:x + cw] for g in grays]
-        note = f" (central {cw}×{ch} crop)"
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for layer, (picture, _) in feature_grid(grays, model, k=channels).items():
-        written.append(write_image(folder / f"features-{layer}.png", picture))
-    return written, note
-
-
 def _run_fuse(args) -> int:
-    from pathlib import Path
-
-    from focusfuse import fuse
-    from focusfuse.fusion import check_options
+    from focusfuse import checks
+    from focusfuse.fusion.registry import get_method
     from focusfuse.io import read_image, write_image
 
     inputs = [Path(p) for p in args.images]
     if len(inputs) < 2:
         raise UserError(f"fusion needs at least two images; got {len(inputs)} ({inputs[0]})")
-    output = Path(args.output)
-    _check_output(output, inputs, args.overwrite)
+    output = checks.check_output_path(args.output, bit_depth=args.bit_depth, inputs=inputs,
+                                      overwrite=args.overwrite)
     if args.save_steps:
-        _check_steps_folder(Path(args.save_steps), inputs, output, args.overwrite)
-    jpeg = output.suffix.lower() in (".jpg", ".jpeg")
-    if jpeg and args.bit_depth == 16:
-        raise UserError(f"output {output}: JPEG cannot hold 16 bits; write .png or .tif, "
-                        "or drop --bit-depth 16")
-    check_options(method=args.method, min_region=args.min_region,
-                  guided_radius=args.guided_radius, guided_eps=args.guided_eps,
-                  levels=args.levels, consistency=args.consistency)
+        checks.check_steps_folder(args.save_steps, keep=[*inputs, output], overwrite=args.overwrite)
+    method = get_method(args.method)
+    options = method.make_options(_given_options(args))  # every setting, before any work
     images = [read_image(p, with_depth=True) for p in inputs]
-    for p, im in zip(inputs, images):
-        if im.pixels.ndim == 3 and im.pixels.shape[2] == 4:
-            raise UserError(f"{p} has an alpha channel; save it without transparency first")
-    kinds = {"gray" if im.pixels.ndim == 2 else "colour" for im in images}
-    if len(kinds) > 1:
-        desc = ", ".join(f"{p.name} ({'gray' if im.pixels.ndim == 2 else 'colour'})"
-                         for p, im in zip(inputs, images))
-        raise UserError(f"images mix gray and colour: {desc}; convert them all to one kind first")
-    shapes = {im.pixels.shape[:2] for im in images}
-    if len(shapes) > 1:
-        desc = ", ".join(f"{p.name} {im.pixels.shape[1]}×{im.pixels.shape[0]}"
-                         for p, im in zip(inputs, images))
-        raise UserError(f"images must have the same size; got {desc}; align or crop them first")
-    model = None
-    if args.method in ("cnn", "cnn-dtcwt"):
-        from focusfuse.models import load_weights
-
-        model = load_weights(args.weights)  # loaded once: for fusing and the feature maps
-    result = fuse([im.pixels for im in images], method=args.method, weights=args.weights,
-                  model=model, min_region=args.min_region, guided_radius=args.guided_radius,
-                  guided_eps=args.guided_eps, precision=args.precision, device=args.device,
-                  compile=args.compile,
-                  levels=args.levels, wavelet=args.wavelet, consistency=args.consistency)
+    pixels = [im.pixels for im in images]
+    checks.check_output_channels(output, pixels[0].shape[2] if pixels[0].ndim == 3 else 1)
+    try:
+        result = method.run(pixels, options)
+    except checks.ImageError as exc:
+        raise UserError(exc.named([p.name for p in inputs])) from None
     # 16 bit out when an input has more than 8 bits, unless the output is a JPEG
+    jpeg = output.suffix.lower() in (".jpg", ".jpeg")
     depth = args.bit_depth or (16 if not jpeg and any(im.bit_depth > 8 for im in images) else 8)
     write_image(output, result.fused, bit_depth=depth)
     print(f"wrote {output} ({depth} bit)")
     if args.save_steps:
-        n = len(save_steps(result, Path(args.save_steps)))
+        n = len(result.save(args.save_steps))
         print(f"wrote {n} intermediate maps to {args.save_steps}")
-        if model is not None:
-            files, note = save_features([im.pixels for im in images], model, Path(args.save_steps))
+        if method.uses_network:
+            from focusfuse.fusion.cnn import model_for
+            from focusfuse.visualize import save_feature_maps
+
+            files, crop = save_feature_maps(pixels, model_for(options), args.save_steps)
+            note = f" (central {crop[0]}×{crop[1]} crop)" if crop else ""
             print(f"wrote {len(files)} feature-map pictures{note} to {args.save_steps}")
     return 0
 
 
 def _add_demo(sub) -> None:
+    from focusfuse.device import PRECISIONS
+    from focusfuse.fusion.registry import METHODS
+
     p = sub.add_parser(
         "demo", help="fuse a built-in example and report how close it is to the sharp original",
         description="Make a multi-focus pair from a sharp photograph that ships with "
                     "scikit-image by blurring complementary regions, fuse it, write the result "
                     "and its maps, and print PSNR and SSIM against the sharp original.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_Help)
     p.add_argument("--out", default="demo-out", help="folder for the images")
-    p.add_argument("--method", default="cnn", help="fusion method")
-    p.add_argument("--weights", default=None, help="classifier weights (default: the shipped model)")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    p.add_argument("--method", default="cnn", choices=list(METHODS), help="fusion method")
+    p.add_argument("--weights", default=argparse.SUPPRESS,
+                   help="classifier weights of the CNN methods (default: the shipped model)")
+    p.add_argument("--precision", default=argparse.SUPPRESS, choices=PRECISIONS,
+                   help="network precision of the CNN methods (default: auto)")
 
 
 def _run_demo(args) -> int:
-    import time
-    from pathlib import Path
+    from focusfuse.examples import run_demo
 
-    import numpy as np
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    from focusfuse import fuse
-    from focusfuse.examples import example_pair
-    from focusfuse.io import quantize, write_image
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    a, b, sharp = example_pair()
-    t0 = time.perf_counter()
-    result = fuse([a, b], method=args.method, weights=args.weights, precision=args.precision)
-    seconds = time.perf_counter() - t0
-    for name, im in (("source-a", a), ("source-b", b), ("sharp", sharp), ("fused", result.fused)):
-        write_image(out / f"{name}.png", im)
-    save_steps(result, out / "steps")
-    if result.decision_map is not None:
-        write_image(out / "decision.png", np.clip(result.decision_map, 0, 1))
-
-    def quality(im):
-        im8 = quantize(im, 8) / 255
-        return (peak_signal_noise_ratio(sharp, im8, data_range=1.0),
-                structural_similarity(sharp, im8, data_range=1.0, channel_axis=2))
-
-    print(f"fused the built-in example (512×512 colour) with method {args.method!r} "
-          f"in {seconds:.2f} s")
+    options = {k: getattr(args, k) for k in ("weights", "precision") if hasattr(args, k)}
+    demo = run_demo(args.out, method=args.method, **options)
+    print(f"fused the built-in example (512×512 colour) with method {demo.method!r} "
+          f"in {demo.seconds:.2f} s")
     print(f"{'image':<10} {'PSNR (dB)':>10} {'SSIM':>8}   against the sharp original")
-    for name, im in (("source A", a), ("source B", b), ("fused", result.fused)):
-        p, s = quality(im)
-        print(f"{name:<10} {p:>10.2f} {s:>8.4f}")
-    print(f"images written to {out}/ (fused.png, decision.png, steps/)")
+    for name, (psnr, ssim) in demo.quality.items():
+        print(f"{name:<10} {psnr:>10.2f} {ssim:>8.4f}")
+    print(f"images written to {demo.folder}/ (fused.png, decision.png, steps/)")
     return 0
 
 
@@ -304,7 +227,7 @@ def _add_metrics(sub) -> None:
         "metrics", help="objective quality metrics of a fused image",
         description="The eight metrics of the Liu et al. 2020 survey (QMI, QNCIE, QG, QP, QE, "
                     "QY, QCB, QCV; QCV: lower is better) of FUSED made from sources A and B.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_Help)
     p.add_argument("a", metavar="A", help="first source image")
     p.add_argument("b", metavar="B", help="second source image")
     p.add_argument("fused", metavar="FUSED", help="fused image")
@@ -341,7 +264,7 @@ def _add_convert(sub) -> None:
         "convert-weights", help="convert classifier weights (.mat or .safetensors) to safetensors",
         description="Read focusfuse safetensors weights or the authors' cnnmodel.mat and write "
                     "them as focusfuse safetensors, optionally in float16 (half the size).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_Help)
     p.add_argument("source", help="weights to read (.safetensors or the authors' .mat)")
     p.add_argument("output", help="safetensors file to write")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
@@ -377,8 +300,9 @@ def _run_convert(args) -> int:
 
 
 def _add_bench(sub) -> None:
-    from focusfuse.bench import SPEC_HELP
-    from focusfuse.fusion import METHODS
+    from focusfuse.bench.runner import SPEC_HELP
+    from focusfuse.device import PRECISIONS
+    from focusfuse.fusion.registry import METHODS
 
     p = sub.add_parser(
         "bench", help="run methods over a folder of pairs: quality, speed, report",
@@ -392,7 +316,7 @@ def _add_bench(sub) -> None:
         epilog="example: focusfuse bench --pairs lytro/pairs --out runs/bench "
                "--methods cnn,cnn@authors:fp32,dwt,dtcwt --weights authors=liu2016-cnnmodel.mat "
                "--reference liu2020-survey/lytro",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_Help)
     p.add_argument("--pairs", required=True, metavar="DIR",
                    help="folder of source pairs named NAME-A.ext and NAME-B.ext")
     p.add_argument("--out", required=True, metavar="DIR",
@@ -402,7 +326,7 @@ def _add_bench(sub) -> None:
                    help=SPEC_HELP.format(methods=", ".join(METHODS)))
     g.add_argument("--weights", action="append", default=[], metavar="NAME=FILE",
                    help="name a weights file for use as METHOD@NAME (repeatable)")
-    g.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+    g.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="network precision of CNN methods that name none (auto: bf16 where "
                         "the CPU or GPU has it)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -446,13 +370,14 @@ def _run_bench(args) -> int:
     return 0
 
 
+#: command: (add its parser, run it, whether it turns on keeping freed memory)
 COMMANDS = {
-    "fuse": (_add_fuse, _run_fuse),
-    "demo": (_add_demo, _run_demo),
-    "metrics": (_add_metrics, _run_metrics),
-    "train": (_add_train, _run_train),
-    "convert-weights": (_add_convert, _run_convert),
-    "bench": (_add_bench, _run_bench),
+    "fuse": (_add_fuse, _run_fuse, True),
+    "demo": (_add_demo, _run_demo, True),
+    "metrics": (_add_metrics, _run_metrics, False),
+    "train": (_add_train, _run_train, False),
+    "convert-weights": (_add_convert, _run_convert, False),
+    "bench": (_add_bench, _run_bench, True),
 }
 
 
@@ -460,19 +385,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="focusfuse", description="Multi-focus image fusion (Liu et al. 2017 and wavelets).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add, _ in COMMANDS.values():
+    for add, _, _ in COMMANDS.values():
         add(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from focusfuse.device import CompileError
+def _message(exc: Exception) -> str:
+    """The library's message in the command line's terms: an option's flag for its name."""
+    from focusfuse.checks import OptionError, UnknownOptionError
 
+    if isinstance(exc, UnknownOptionError):
+        owners = f"an option of {', '.join(exc.owners)}" if exc.owners else "unknown"
+        return (f"{_flag(exc.option)} is {owners}, not of --method {exc.method}; drop it or "
+                "choose one of those methods")
+    text = str(exc)
+    if isinstance(exc, OptionError):
+        flag = "--overwrite" if exc.option == "overwrite" else _flag(exc.option)
+        if text.startswith(exc.option + " "):
+            text = flag + text[len(exc.option):]
+        if exc.option == "overwrite":
+            text += " (--overwrite)"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _, run, keeps_memory = COMMANDS[args.command]
     try:
-        return COMMANDS[args.command][1](args)
+        from focusfuse.device import CompileError, keep_freed_memory_from_env
+
+        if keeps_memory:
+            keep_freed_memory_from_env()  # this process's own setting (docs/speed.md)
+        return run(args)
     except (UserError, ValueError, TypeError, OSError, ArithmeticError, CompileError) as exc:
-        print(f"focusfuse {args.command}: error: {exc}", file=sys.stderr)
+        print(f"focusfuse {args.command}: error: {_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"focusfuse {args.command}: interrupted", file=sys.stderr)
@@ -483,11 +429,11 @@ def console() -> None:
     """The ``focusfuse`` command: :func:`main`, then a quick exit.
 
     When the command is done everything it wrote is closed; what remains is the
-    interpreter's teardown of PyTorch's modules, 0.3 to 0.4 s here, of no use to a one-shot
-    command. So the output streams are flushed and the process ends without it: without
-    ``atexit`` handlers too (a coverage tool measuring the command would lose its data), and
-    not after ``torch.compile`` (its worker processes are shut down at exit). A failed
-    flush exits with 120, as Python does.
+    interpreter's teardown of PyTorch's modules, of no use to a one-shot command
+    (docs/speed.md measures it). So the output streams are flushed and the process ends
+    without it: without ``atexit`` handlers too (a coverage tool measuring the command
+    would lose its data), and not after ``torch.compile`` (its worker processes are shut
+    down at exit). A failed flush exits with 120, as Python does.
     """
     code = main()
     if "torch._inductor" in sys.modules:

@@ -1,6 +1,9 @@
-"""From focus map to decision map: threshold, small-region removal, guided filter. Pure NumPy.
+"""From score map to decision map: focus map, threshold, small-region removal, guided
+filter; and the box means they are made of. Pure NumPy and OpenCV.
 
 Liu et al. 2017, Section 3.3:
+- focus map: each pixel gets the mean of the scores of all 16×16 windows (at stride 2)
+  that cover it;
 - binary map: 1 where the focus map is above 0.5;
 - consistency verification: regions smaller than ``area = ceil(0.01 · H · W)`` pixels
   (8-connected) are removed from the binary map, then from its complement (MATLAB
@@ -17,7 +20,36 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["binary_map", "box_mean", "guided_filter", "remove_small_regions"]
+__all__ = ["binary_map", "box_mean", "focus_map", "guided_filter", "inside_counts",
+           "remove_small_regions", "rescale_edges"]
+
+
+def focus_map(scores: np.ndarray, shape: tuple[int, int], *, window: int = 16,
+              stride: int = 2) -> np.ndarray:
+    """Per-pixel mean of the scores of the ``window``×``window`` windows at ``stride`` that
+    cover each pixel (the defaults are the network's geometry, Liu et al. 2017,
+    :data:`focusfuse.models.PATCH` and :data:`~focusfuse.models.STRIDE`).
+
+    ``scores``: (ceil(H/2) − 7, ceil(W/2) − 7) for the defaults; ``shape``: the (H, W) of
+    the source images. Returns float64 (H, W) in [0, 1].
+
+    Window i covers pixels 2i .. 2i + 15, so pixels 2t and 2t + 1 are covered by the same
+    windows, t − 7 .. t: the map is an 8×8 (causal) box mean over the score map, each value
+    then repeated over a 2×2 block.
+    """
+    h, w = scores.shape
+    H, W = shape
+    n = window // stride  # windows per axis over one pixel, away from the borders
+    if h != -(-H // stride) - (n - 1) or w != -(-W // stride) - (n - 1):
+        raise ValueError(f"a score map of {h}×{w} does not belong to {H}×{W} images")
+    padded = np.zeros((h + n - 1, w + n - 1))
+    padded[:h, :w] = scores
+    total = cv2.boxFilter(padded, cv2.CV_64F, (n, n), anchor=(n - 1, n - 1), normalize=True,
+                          borderType=cv2.BORDER_CONSTANT)
+    # the windows over padded position t are scores t − 7 .. t, of which those < h exist
+    rescale_edges(total, inside_counts(h + n - 1, h, n - 1, 0),
+                  inside_counts(w + n - 1, w, n - 1, 0), n, n)
+    return np.repeat(np.repeat(total, stride, axis=0), stride, axis=1)[:H, :W]
 
 
 def binary_map(focus: np.ndarray, *, threshold: float = 0.5) -> np.ndarray:

@@ -1,4 +1,8 @@
-"""Choosing where and in what precision the network runs."""
+"""Where and in what precision the network runs, and the one process-wide setting focusfuse
+knows of (keeping freed memory for reuse), which the library never makes by itself.
+
+Standard library only at import (PyTorch is imported when a device is resolved).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,13 @@ import platform
 import sys
 from pathlib import Path
 
-__all__ = ["CompileError", "cpu_has_fast_bf16", "keep_freed_memory"]
+__all__ = ["DEVICES", "PRECISIONS", "CompileError", "cpu_has_fast_bf16", "keep_freed_memory",
+           "keep_freed_memory_from_env", "resolve_device", "resolve_precision"]
+
+#: the network precisions: bfloat16 where the hardware has it, else float32; or either
+PRECISIONS = ("auto", "bf16", "fp32")
+#: where the network runs ("cuda:N" names one GPU of several)
+DEVICES = ("auto", "cpu", "cuda")
 
 #: glibc's mallopt parameters (malloc.h) and their defaults
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
@@ -17,8 +27,8 @@ _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 #: free memory at the top of the heap above which glibc gives memory back (the largest value
 #: mallopt takes; freed blocks inside the heap are kept whatever their size)
 KEEP_BYTES = 2**31 - 1
-#: None until decided: by the user (:func:`keep_freed_memory`) or by the first CPU score map
-_kept: bool | None = None
+#: whether the memory is kept now (only :func:`keep_freed_memory` changes it)
+_kept = False
 _numpy_hugepage: bool | None = None
 
 
@@ -34,6 +44,30 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` becomes ``"cuda"`` when a CUDA GPU is there, else ``"cpu"``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but no CUDA GPU is available; use 'cpu'")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {device!r}")
+    return device
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``"auto"`` becomes bf16 on CUDA and on CPUs with native bfloat16, else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32'; got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "bf16"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
 def _mallopt():
@@ -60,24 +94,20 @@ def keep_freed_memory(enable: bool = True) -> bool:
     """Have the C library keep the memory PyTorch and NumPy free, for the next arrays to reuse.
 
     glibc serves every block of 128 KB or more with its own ``mmap`` and gives it back to
-    the system on ``free``; the network's intermediates (hundreds of MB each, allocated
-    afresh for every tile and every call) then cost a page fault per 4 KB page on each use,
-    zeroed by the kernel: a third of a 520×520 pair's time here. With ``mmap`` off for
+    the system on ``free``; the network's intermediates (hundreds of MB, allocated afresh
+    for every tile) then cost a page fault per 4 KB page on each use. With ``mmap`` off for
     ``malloc`` and a high trim threshold, freed blocks stay in the heap and are reused
-    without faults.
+    without faults; NumPy's request for transparent huge pages on large arrays is turned
+    off with it (reused memory does not need them). docs/speed.md has the measured gains
+    (about a third of a 520×520 pair's time on this project's CPU) and costs.
 
-    This is a setting of the whole process, made on the first CPU score map unless the
-    caller decided before (``keep_freed_memory(False)``, or ``FOCUSFUSE_KEEP_MEMORY=0``
-    in the environment). While it is on, the process holds the memory of its largest
-    fusion (and whatever else it frees) until it ends, as PyTorch's CUDA allocator does;
-    the peak is not lower. It applies to allocations of the main thread: glibc's arenas of
-    other threads still map large blocks afresh. NumPy's request for transparent huge pages
-    on large arrays (which OpenCV's outputs share) is turned off with it: reused memory does
-    not need them, and their first touch is slow on this project's machine (the decision
-    maps of a 12-megapixel pair took 1.0 s with them, 0.45 s without).
-
-    ``keep_freed_memory(False)`` restores glibc's and NumPy's defaults and gives the free
-    memory back (``malloc_trim``). Only with glibc; elsewhere nothing changes. Returns
+    This is a setting of the whole process, so the library never makes it by itself: the
+    ``focusfuse`` command turns it on for its own process (unless ``FOCUSFUSE_KEEP_MEMORY``
+    is 0, false, no or off), and a program using the library opts in with this call. While
+    it is on, the process holds the memory of its largest fusion until it ends (the peak
+    is not lower; heap fragmentation can raise it). It applies to allocations of the main
+    thread. ``keep_freed_memory(False)`` restores glibc's and NumPy's defaults and gives the
+    free memory back (``malloc_trim``). Only with glibc; elsewhere nothing changes. Returns
     whether the memory is now kept.
     """
     global _kept, _numpy_hugepage
@@ -108,10 +138,8 @@ def keep_freed_memory(enable: bool = True) -> bool:
     return False
 
 
-def keep_freed_memory_by_default() -> None:
-    """What the first CPU score map does: :func:`keep_freed_memory` unless the caller or
-    ``FOCUSFUSE_KEEP_MEMORY`` (0, false, no or off) decided otherwise."""
-    if _kept is not None:
-        return
+def keep_freed_memory_from_env() -> bool:
+    """What the ``focusfuse`` command does at its start: :func:`keep_freed_memory` unless
+    ``FOCUSFUSE_KEEP_MEMORY`` is 0, false, no or off. Returns whether the memory is kept."""
     off = os.environ.get("FOCUSFUSE_KEEP_MEMORY", "1").strip().lower() in ("0", "false", "no", "off")
-    keep_freed_memory(not off)
+    return keep_freed_memory(not off)

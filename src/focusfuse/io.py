@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from focusfuse.checks import IMAGE_SUFFIXES, check_output_path
+
 __all__ = ["Image", "ImageReadError", "quantize", "read_image", "write_image", "SUPPORTED_SUFFIXES"]
 
 
@@ -32,7 +34,7 @@ def _new_file_mode() -> int:
 #: name get it too, not the temporary's 0600)
 NEW_FILE_MODE = _new_file_mode()
 
-SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+SUPPORTED_SUFFIXES = IMAGE_SUFFIXES
 _TIFF = (".tif", ".tiff")
 
 
@@ -134,18 +136,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, bit_depth: int = 
     to a temporary name in the same folder and renamed into place, so an interrupted
     write never leaves a half-written file.
     """
-    path = Path(path)
+    if bit_depth is None:
+        raise ValueError("bit_depth must be 8 or 16; got None")
+    path = check_output_path(path, bit_depth=bit_depth)
     suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise ValueError(
-            f"output {path}: unknown image type {suffix!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}"
-        )
-    if bit_depth not in (8, 16):
-        raise ValueError(f"bit_depth must be 8 or 16; got {bit_depth}")
-    if bit_depth == 16 and suffix in (".jpg", ".jpeg"):
-        raise ValueError(f"output {path}: JPEG cannot hold 16 bits; write PNG or TIFF instead")
-    if not path.parent.is_dir():
-        raise ValueError(f"output folder {path.parent} does not exist; create it first")
     image = np.asarray(image)
     if not np.issubdtype(image.dtype, np.floating):
         raise TypeError(

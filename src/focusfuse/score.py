@@ -1,47 +1,22 @@
-"""Dense score map and focus map: the only place that speaks NCHW tensors.
+"""Dense score map: the only place that speaks NCHW tensors.
 
 Liu et al. 2017, Section 3.3: the network, with its fully connected layers applied as
 convolutions, scores every 16×16 window of the source pair at stride 2 in one pass:
 an image of H×W pixels gives (ceil(H/2) − 7) × (ceil(W/2) − 7) scores, each the
-probability that the window of the first image is the one in focus. The focus map gives
-each pixel the mean of the scores of all windows that cover it.
+probability that the window of the first image is the one in focus (the focus map, the
+next stage, is in :mod:`focusfuse.decision`).
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
-from focusfuse.decision import inside_counts, rescale_edges
-from focusfuse.device import CompileError, keep_freed_memory_by_default
+from focusfuse.device import CompileError, resolve_device, resolve_precision
 from focusfuse.models import PATCH, STRIDE, FocusNet
 from focusfuse.models.spectral import SPECTRAL_TILE
 
-__all__ = ["CompileError", "focus_map", "resolve_precision", "score_map"]
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """``"auto"`` becomes bf16 on CUDA and on CPUs with native bfloat16, else fp32."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32'; got {precision!r}")
-    if precision != "auto":
-        return precision
-    if device.startswith("cuda"):
-        return "bf16"
-    from focusfuse.device import cpu_has_fast_bf16
-
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for but no CUDA GPU is available; use --device cpu")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {device!r}")
-    return device
+__all__ = ["score_map"]
 
 
 #: input rows/columns a score reads beyond its 16×16 window on each side: two 3×3
@@ -133,8 +108,6 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
     if head not in ("auto", "direct", "fft"):
         raise ValueError(f"head must be 'auto', 'direct' or 'fft'; got {head!r}")
     device = resolve_device(device)
-    if device == "cpu":
-        keep_freed_memory_by_default()
     bf16 = resolve_precision(precision, device) == "bf16"
     spectral = model.fc1 is not None and (head == "fft" or (head == "auto" and device == "cpu"))
     device_type = device.split(":")[0]
@@ -163,27 +136,3 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
         s = _dense_scores(model, pair(y0, y1, x0, x1), bf16, device_type, spectral, compile, window)
         out[i0:i1, j0:j1] = s.cpu().numpy()
     return out
-
-
-def focus_map(scores: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Per-pixel mean of the scores of the 16×16 stride-2 windows covering each pixel.
-
-    ``shape`` is the (H, W) of the source images. Returns float64 (H, W) in [0, 1].
-
-    Window i covers pixels 2i .. 2i + 15, so pixels 2t and 2t + 1 are covered by the same
-    windows, t − 7 .. t: the map is an 8×8 (causal) box mean over the score map, each value
-    then repeated over a 2×2 block.
-    """
-    h, w = scores.shape
-    H, W = shape
-    if h != (H + 1) // 2 - (PATCH // STRIDE - 1) or w != (W + 1) // 2 - (PATCH // STRIDE - 1):
-        raise ValueError(f"a score map of {h}×{w} does not belong to {H}×{W} images")
-    n = PATCH // STRIDE  # windows per axis over one pixel, away from the borders
-    padded = np.zeros((h + n - 1, w + n - 1))
-    padded[:h, :w] = scores
-    total = cv2.boxFilter(padded, cv2.CV_64F, (n, n), anchor=(n - 1, n - 1), normalize=True,
-                          borderType=cv2.BORDER_CONSTANT)
-    # the windows over padded position t are scores t − 7 .. t, of which those < h exist
-    rescale_edges(total, inside_counts(h + n - 1, h, n - 1, 0),
-                  inside_counts(w + n - 1, w, n - 1, 0), n, n)
-    return np.repeat(np.repeat(total, STRIDE, axis=0), STRIDE, axis=1)[:H, :W]

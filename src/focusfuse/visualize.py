@@ -12,21 +12,26 @@ lays images out in grids, for ``focusfuse fuse --save-steps`` and ``focusfuse be
 - :func:`normalise_channels`: each channel to [0, 1] over all sources together, so that the
   in-focus source's stronger response shows as brighter;
 - :func:`feature_grid`: one picture per layer, a row per source and a column per channel;
+- :func:`save_feature_maps`: those pictures as ``features-conv1.png`` .. in a folder;
 - :func:`source_map`: for any fused image, where it is closer to source A than to B (an
   estimated decision map, for methods that have none, such as the wavelets or published images).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-__all__ = ["LAYERS", "feature_grid", "feature_maps", "grid", "normalise_channels",
-           "select_channels", "source_map"]
+__all__ = ["FEATURES_MAX_SIDE", "LAYERS", "feature_grid", "feature_maps", "grid",
+           "normalise_channels", "save_feature_maps", "select_channels", "source_map"]
 
 #: the convolutional layers of FocusNet, in order
 LAYERS = ("conv1", "conv2", "conv3")
+#: feature maps of images larger than this (per side) are computed on the central crop
+FEATURES_MAX_SIDE = 1024
 
 
 def feature_maps(model, image: np.ndarray, *, layers: Sequence[str] = LAYERS,
@@ -164,6 +169,33 @@ def feature_grid(sources: Sequence[np.ndarray], model, *, k: int = 4,
 
         out[layer] = (grid([[fit(t) for t in n] for n in norm]), chosen)
     return out
+
+
+def save_feature_maps(sources: Sequence[np.ndarray], model, folder: str | os.PathLike, *,
+                      channels: int = 4) -> tuple[list[Path], tuple[int, int] | None]:
+    """Write ``features-conv1.png`` .. ``features-conv3.png`` in ``folder`` (created if
+    needed): for each convolutional layer of ``model``, a row per source (colour sources are
+    shown in gray) and the ``channels`` channels that vary most (:func:`feature_grid`).
+    Sources larger than :data:`FEATURES_MAX_SIDE` on a side are cropped to their central
+    square of that side (at an even offset, so the pooling grid stays the same). Returns
+    the files and the crop's (width, height), None when uncropped."""
+    from focusfuse.color import to_gray
+    from focusfuse.io import write_image
+
+    grays = [to_gray(s) for s in sources]
+    h, w = grays[0].shape
+    crop = None
+    if max(h, w) > FEATURES_MAX_SIDE:
+        ch, cw = min(h, FEATURES_MAX_SIDE), min(w, FEATURES_MAX_SIDE)
+        y, x = (h - ch) // 2 // 2 * 2, (w - cw) // 2 // 2 * 2
+        grays = [g[y:y + ch, x:x + cw] for g in grays]
+        crop = (cw, ch)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for layer, (picture, _) in feature_grid(grays, model, k=channels).items():
+        written.append(write_image(folder / f"features-{layer}.png", picture))
+    return written, crop
 
 
 def source_map(a: np.ndarray, b: np.ndarray, fused: np.ndarray, *, window: int = 7) -> np.ndarray:

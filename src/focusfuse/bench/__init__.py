@@ -41,7 +41,7 @@ def run_bench(pairs_dir: str | os.PathLike, specs: Sequence[MethodSpec], out: st
     ``out`` is created if needed and holds the cache; a second call with the same arguments
     reads every finished pair from it (``refresh=True`` redoes them).
     """
-    from focusfuse.machine import machine_info
+    from focusfuse.bench.machine import machine_info
 
     pairs = find_pairs(pairs_dir)
     if limit is not None:

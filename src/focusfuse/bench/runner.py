@@ -33,13 +33,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from focusfuse.checks import ImageError
+from focusfuse.device import PRECISIONS
+from focusfuse.fusion.registry import METHODS
 from focusfuse.io import SUPPORTED_SUFFIXES, quantize
 
 __all__ = ["MethodSpec", "Pair", "Progress", "find_pairs", "parse_methods", "run_methods",
            "score_reference", "read_published", "CNN_METHODS", "PRECISIONS"]
 
-CNN_METHODS = ("cnn", "cnn-dtcwt")
-PRECISIONS = ("auto", "bf16", "fp32")
+#: the registered methods that run the focus classifier (take @WEIGHTS and :PRECISION)
+CNN_METHODS = tuple(name for name, m in METHODS.items() if m.uses_network)
 IMAGE_SUFFIXES = SUPPORTED_SUFFIXES  # what focusfuse.io reads
 _SOURCE = re.compile(r"^(?P<name>.+)[-_](?P<letter>[A-Za-z])$")
 
@@ -137,7 +140,6 @@ def parse_methods(text: str, *, weights: dict[str, str | os.PathLike] | None = N
     ``weights``: names usable after ``@``, mapped to weight files. ``precision``: the
     network precision of CNN specs that name none.
     """
-    from focusfuse.fusion import METHODS
     from focusfuse.models import SHIPPED, default_weights_path
 
     if precision not in PRECISIONS:
@@ -264,7 +266,7 @@ class MethodRun:
 def _resolved(spec: MethodSpec, device: str) -> tuple[str, str]:
     if not spec.uses_network:
         return "numpy", "cpu"
-    from focusfuse.score import resolve_device, resolve_precision
+    from focusfuse.device import resolve_device, resolve_precision
 
     dev = resolve_device(device)
     return resolve_precision(spec.precision, dev), dev
@@ -307,24 +309,24 @@ def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | o
                     progress.update(f"{spec.label} {pair.name}", cached=True)
                 continue
             a, b = read_image(pair.a), read_image(pair.b)
-            if a.shape != b.shape:
-                raise ValueError(f"pair {pair.name}: {pair.a.name} and {pair.b.name} differ in "
-                                 f"size ({a.shape} vs {b.shape}); align or crop them first")
-            if a.ndim == 3 and a.shape[2] == 4:
-                a, b = a[..., :3], b[..., :3]
+            if a.ndim == 3 and a.shape[2] == 4 and b.shape[2:] == (4,):
+                a, b = a[..., :3], b[..., :3]  # the metrics score colour without alpha
             options = {"method": spec.method}
             if spec.uses_network:
                 if model is None:
                     model = load_weights(spec.weights)
                 options.update(model=model, precision=spec.precision, device=device)
-            if not warmed:
+            try:
+                if not warmed:
+                    t0 = time.perf_counter()
+                    fuse_fn([a, b], **options)
+                    run.warmup_seconds = time.perf_counter() - t0
+                    warmed = True
                 t0 = time.perf_counter()
-                fuse_fn([a, b], **options)
-                run.warmup_seconds = time.perf_counter() - t0
-                warmed = True
-            t0 = time.perf_counter()
-            result = fuse_fn([a, b], **options)
-            seconds = time.perf_counter() - t0
+                result = fuse_fn([a, b], **options)
+                seconds = time.perf_counter() - t0
+            except ImageError as exc:  # the check of fuse(), told in the pair's file names
+                raise ValueError(f"pair {pair.name}: {exc.named([pair.a.name, pair.b.name])}") from None
             fused8 = quantize(result.fused, 8)  # as written, and as published
             write_image(folder / f"{pair.name}.png", fused8.astype(np.float64) / 255.0)
             if result.decision_map is not None:

@@ -7,19 +7,27 @@ guided filter (r = 8, ε = 0.1, guided by the gray image fused through the binar
 F = D·A + (1 − D)·B. Colour sources are scored in gray (MATLAB rgb2gray weights) and fused
 per channel with the same D. More than two sources are fused in series: the result of the
 first two with the third, and so on.
+
+``cnn-dtcwt`` keeps the decision and lets it weigh the DTCWT sub-bands of the sources at
+every level instead of the pixels (:func:`focusfuse.fusion.multiscale.fuse_dtcwt` with a
+``decision``).
 """
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
 
 from focusfuse.color import to_gray
-from focusfuse.decision import binary_map, guided_filter, remove_small_regions
-from focusfuse.fusion.result import DecisionMaps
+from focusfuse.decision import binary_map, focus_map, guided_filter, remove_small_regions
+from focusfuse.fusion.options import CNNDTCWTOptions, CNNOptions
+from focusfuse.fusion.result import DecisionMaps, FusionResult
 from focusfuse.models import FocusNet
-from focusfuse.score import focus_map, score_map
+from focusfuse.score import score_map
 
-__all__ = ["blend", "decide", "fuse_pair_cnn"]
+__all__ = ["blend", "decide", "fuse_cnn", "fuse_cnn_dtcwt", "fuse_pair_cnn", "model_for"]
 
 
 def blend(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -59,3 +67,68 @@ def fuse_pair_cnn(a: np.ndarray, b: np.ndarray, model: FocusNet, *, min_region: 
     maps = decide(scores, ga, gb, min_region=min_region, guided_radius=guided_radius,
                   guided_eps=guided_eps)
     return blend(a, b, maps.decision), maps
+
+
+def model_for(options: CNNOptions) -> FocusNet:
+    """The network of ``options``: its ``model``, or the ``weights`` loaded once per file
+    version and kept for later calls (a repeated ``fuse(..., weights=...)`` neither reloads
+    the file nor recomputes the network's spectral form)."""
+    if options.model is not None:
+        return options.model
+    from focusfuse.models import SHIPPED, default_weights_path
+
+    weights = options.weights
+    if weights is None or (isinstance(weights, str) and weights in SHIPPED):
+        weights = weights or "paper"
+        path = default_weights_path(weights)
+    else:
+        path = Path(weights)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None  # load_weights says what is wrong
+    return _load_cached(str(path.resolve()) if stamp is not None else str(path), stamp,
+                        str(weights))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, stamp: int | None, weights: str) -> FocusNet:
+    """``load_weights(weights)``, once per resolved ``path`` and modification time."""
+    from focusfuse.models import load_weights
+
+    return load_weights(weights)
+
+
+def _in_series(images: list[np.ndarray], options: CNNOptions, method: str, combine) -> FusionResult:
+    """Fuse the images pairwise in series; ``combine(fused, next, maps)`` makes each step's
+    image from the step's decision maps."""
+    net = model_for(options)
+    fused = images[0]
+    steps = []
+    for nxt in images[1:]:
+        pixel_fused, maps = fuse_pair_cnn(
+            fused, nxt, net, min_region=options.min_region, guided_radius=options.guided_radius,
+            guided_eps=options.guided_eps, precision=options.precision, device=options.device,
+            compile=options.compile)
+        fused = combine(fused, nxt, pixel_fused, maps)
+        steps.append(maps)
+    fused = np.asarray(fused, np.float32)
+    if any(fused is im for im in images):
+        fused = fused.copy()
+    return FusionResult(np.clip(fused, 0.0, 1.0, out=fused), method, steps)
+
+
+def fuse_cnn(images: list[np.ndarray], options: CNNOptions) -> FusionResult:
+    """The ``cnn`` method on checked sources (:func:`focusfuse.fuse` checks them)."""
+    return _in_series(images, options, "cnn", lambda fused, nxt, pixel_fused, maps: pixel_fused)
+
+
+def fuse_cnn_dtcwt(images: list[np.ndarray], options: CNNDTCWTOptions) -> FusionResult:
+    """The ``cnn-dtcwt`` method: each step's decision map weighs the DTCWT sub-bands."""
+    from focusfuse.fusion.multiscale import dtcwt_blend
+
+    def combine(fused, nxt, pixel_fused, maps):
+        return dtcwt_blend(fused.astype(np.float32), nxt, np.clip(maps.decision, 0.0, 1.0),
+                           levels=options.levels)
+
+    return _in_series(images, options, "cnn-dtcwt", combine)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -64,3 +66,19 @@ class FusionResult:
     @property
     def refined_map(self) -> np.ndarray | None:
         return self.steps[0].refined if self.steps else None
+
+    def save(self, folder: str | os.PathLike) -> list[Path]:
+        """Write every intermediate map as an 8-bit PNG in ``folder`` (created if needed):
+        ``score.png``, ``focus.png``, ``binary.png``, ``refined.png``, ``decision.png``, each
+        prefixed ``stepK-`` when the fusion had several steps. Returns the files written."""
+        from focusfuse.io import write_image
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for k, maps in enumerate(self.steps, 1):
+            prefix = f"step{k}-" if len(self.steps) > 1 else ""
+            for name, value in maps.items():
+                written.append(write_image(folder / f"{prefix}{name}.png",
+                                           np.clip(np.asarray(value, dtype=np.float64), 0, 1)))
+        return written

@@ -19,7 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from focusfuse.color import RGB2GRAY  # MATLAB rgb2gray weights, one definition
+from focusfuse.color import RGB2GRAY, to_gray  # MATLAB rgb2gray weights, one definition
 
 __all__ = [
     "RGB2GRAY",
@@ -106,7 +106,7 @@ def as_gray255(image, name: str = "image") -> np.ndarray:
         )
     values, eight_bit = _scale_to_255(image, name)
     if values.ndim == 3:
-        values = values @ RGB2GRAY
+        values = to_gray(values, weighting="matlab")
         if eight_bit:
             values = matlab_round(values)
     return values

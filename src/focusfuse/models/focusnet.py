@@ -33,9 +33,9 @@ _FEAT = PATCH // 2  # side of one branch's output for a patch (8)
 def _max_pool2(x: torch.Tensor) -> torch.Tensor:
     """2×2 max-pooling, stride 2, a last odd row or column pooled alone (``ceil_mode``).
 
-    Without gradients, as two element-wise maxima of strided views: 1.4 to 2.7 times
-    faster on the CPU than PyTorch's pooling, which also computes the indices of the
-    maxima; the same values. With gradients, PyTorch's pooling.
+    Without gradients, as two element-wise maxima of strided views (the same values as
+    PyTorch's pooling, which also computes the indices of the maxima; faster on the CPU,
+    docs/speed.md); with gradients, PyTorch's pooling.
     """
     if torch.is_grad_enabled() and x.requires_grad:
         return F.max_pool2d(x, 2, 2, ceil_mode=True)
@@ -78,8 +78,8 @@ class FocusNet(nn.Module):
         kind = x.device.type
         if torch.is_autocast_enabled(kind):
             # the first layer in float32 even under autocast: rounding the gray input itself to
-            # bfloat16 (8 significant bits, up to half a gray level of an 8-bit image) was the
-            # largest part of bfloat16's error in the scores; the layer's arithmetic is tiny
+            # bfloat16 (8 significant bits, up to half a gray level of an 8-bit image) is the
+            # largest part of bfloat16's error in the scores (docs/speed.md); the layer is tiny
             with torch.autocast(kind, enabled=False):
                 x = self.conv1(x.float()).relu_()
             x = x.to(torch.get_autocast_dtype(kind))

@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from focusfuse.data.synthesis import PatchPairSampler, list_images
 from focusfuse.models import create_model, save_weights
-from focusfuse.score import resolve_precision
+from focusfuse.device import resolve_precision
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate_pairs", "train"]
 
