@@ -319,3 +319,19 @@ def test_folder_given_as_an_image(tmp_path, capsys):
     folder.mkdir()
     out = tmp_path / "f.png"
     _fails(capsys, [a, folder, "-o", out, "--method", "dwt"], [a], out, "is a folder")
+
+
+def test_the_model_is_loaded_once_for_fusing_and_feature_maps(tmp_path, capsys, monkeypatch):
+    import focusfuse.models as models
+    from focusfuse.fusion.cnn import _load_cached
+
+    _load_cached.cache_clear()
+    calls = []
+    real = models.load_weights
+    monkeypatch.setattr(models, "load_weights", lambda p=None: calls.append(p) or real(p))
+    a, b = _gray(tmp_path / "a.png"), _gray(tmp_path / "b.png", seed=1)
+    argv = ["fuse", str(a), str(b), "-o", str(tmp_path / "f.png"), "--weights", "fast",
+            "--save-steps", str(tmp_path / "steps")]
+    assert main(argv) == 0
+    assert "feature-map pictures" in capsys.readouterr().out
+    assert calls == ["fast"]

@@ -191,15 +191,17 @@ def check_device(name: str, value) -> str:
 
 # ------------------------------------------------------------------------------ output
 def check_output_path(path, *, bit_depth: int | None = None, inputs: Sequence = (),
-                      overwrite: bool = True) -> Path:
-    """An image file that can be written: a known type, an existing folder, not one of
-    ``inputs``, not an existing file unless ``overwrite``, and a ``bit_depth`` (8, 16 or
-    None: not decided yet) that the type can hold. Returns the path."""
+                      overwrite: bool = True, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> Path:
+    """A file that can be written: a type of ``suffixes`` (images by default), an existing
+    folder, not one of ``inputs``, not an existing file unless ``overwrite``, and for an
+    image a ``bit_depth`` (8, 16 or None: not decided yet) that the type can hold. Returns
+    the path."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise OptionError(f"output {path}: unknown image type {suffix!r}; use one of "
-                          f"{', '.join(IMAGE_SUFFIXES)}", "output")
+    if suffix not in suffixes:
+        kind = "image type" if suffixes is IMAGE_SUFFIXES else "file type"
+        raise OptionError(f"output {path}: unknown {kind} {suffix!r}; use one of "
+                          f"{', '.join(suffixes)}", "output")
     if bit_depth not in (None, 8, 16):
         raise OptionError(f"bit_depth must be 8 or 16; got {bit_depth!r}", "bit_depth")
     if bit_depth == 16 and suffix in (".jpg", ".jpeg"):

@@ -154,7 +154,7 @@ def _add_fuse(sub) -> None:
 def _run_fuse(args) -> int:
     from focusfuse import checks
     from focusfuse.fusion.registry import get_method
-    from focusfuse.io import read_image, write_image
+    from focusfuse.io import output_bit_depth, read_image, write_image
 
     inputs = [Path(p) for p in args.images]
     if len(inputs) < 2:
@@ -172,9 +172,7 @@ def _run_fuse(args) -> int:
         result = method.run(pixels, options)
     except checks.ImageError as exc:
         raise UserError(exc.named([p.name for p in inputs])) from None
-    # 16 bit out when an input has more than 8 bits, unless the output is a JPEG
-    jpeg = output.suffix.lower() in (".jpg", ".jpeg")
-    depth = args.bit_depth or (16 if not jpeg and any(im.bit_depth > 8 for im in images) else 8)
+    depth = output_bit_depth(output, [im.bit_depth for im in images], args.bit_depth)
     write_image(output, result.fused, bit_depth=depth)
     print(f"wrote {output} ({depth} bit)")
     if args.save_steps:
@@ -272,22 +270,15 @@ def _add_convert(sub) -> None:
 
 
 def _run_convert(args) -> int:
-    from pathlib import Path
-
     import torch
     from safetensors import safe_open
 
+    from focusfuse.checks import check_output_path
     from focusfuse.models import load_weights, save_weights
 
-    src, out = Path(args.source), Path(args.output)
-    if out.suffix.lower() != ".safetensors":
-        raise UserError(f"output {out}: must end in .safetensors")
-    if not out.parent.is_dir():
-        raise UserError(f"output folder {out.parent} does not exist; create it first")
-    if out.exists() and (src.exists() and out.samefile(src)):
-        raise UserError(f"output {out} is also the input; choose another output file")
-    if out.exists() and not args.overwrite:
-        raise UserError(f"output {out} exists; pass --overwrite to replace it")
+    src = Path(args.source)
+    out = check_output_path(args.output, inputs=[src], overwrite=args.overwrite,
+                            suffixes=(".safetensors",))
     model = load_weights(src)
     extra = {"converted_from": src.name}
     if src.suffix.lower() == ".safetensors":

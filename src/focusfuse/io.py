@@ -21,7 +21,8 @@ import numpy as np
 
 from focusfuse.checks import IMAGE_SUFFIXES, check_output_path
 
-__all__ = ["Image", "ImageReadError", "quantize", "read_image", "write_image", "SUPPORTED_SUFFIXES"]
+__all__ = ["Image", "ImageReadError", "output_bit_depth", "quantize", "read_image", "write_image",
+           "SUPPORTED_SUFFIXES"]
 
 
 def _new_file_mode() -> int:
@@ -109,6 +110,15 @@ def read_image(path: str | os.PathLike, *, with_depth: bool = False) -> np.ndarr
     if with_depth:
         return Image(pixels, depth, path)
     return pixels
+
+
+def output_bit_depth(path: str | os.PathLike, input_depths, asked: int | None = None) -> int:
+    """The bit depth to write ``path`` with: ``asked`` if given, else 16 when an input had
+    more than 8 bits and the file type holds 16 (PNG, TIFF), else 8."""
+    if asked is not None:
+        return asked
+    jpeg = Path(path).suffix.lower() in (".jpg", ".jpeg")
+    return 16 if not jpeg and any(d > 8 for d in input_depths) else 8
 
 
 def quantize(image: np.ndarray, bit_depth: int = 8) -> np.ndarray:

@@ -19,6 +19,7 @@ from focusfuse.fusion.options import (
     DTCWTOptions,
     DWTOptions,
     MultiscaleOptions,
+    NoOptions,
 )
 
 __all__ = ["METHODS", "Method", "get_method", "option_owners", "register"]
@@ -68,8 +69,10 @@ class Method:
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, target: str, options: type, summary: str) -> Method:
-    """Add a method to :data:`METHODS` (a name may be registered once)."""
+def register(name: str, target: str, summary: str, options: type = NoOptions) -> Method:
+    """Add a method to :data:`METHODS` (a name may be registered once): ``target`` is its
+    function as ``"module:function"``, ``options`` the dataclass of its options (none by
+    default)."""
     if name in METHODS:
         raise ValueError(f"method {name!r} is registered already")
     METHODS[name] = Method(name, target, options, summary)
@@ -89,13 +92,14 @@ def option_owners(option: str) -> list[str]:
     return [m.name for m in METHODS.values() if option in {f.name for f in fields(m.options)}]
 
 
-register("cnn", "focusfuse.fusion.cnn:fuse_cnn", CNNOptions,
-         "the CNN's decision map, refined and blended (Liu et al. 2017)")
-register("cnn-dtcwt", "focusfuse.fusion.cnn:fuse_cnn_dtcwt", CNNDTCWTOptions,
-         "the CNN's decision map weighs the DTCWT sub-bands at every level")
-register("dtcwt", "focusfuse.fusion.multiscale:dtcwt_method", DTCWTOptions,
-         "dual-tree complex wavelet transform, Li et al. 1995 rule (Kingsbury filters)")
-register("dwt", "focusfuse.fusion.multiscale:dwt_method", DWTOptions,
-         "2-D discrete wavelet transform, Li et al. 1995 rule (CDF 9/7 wavelet)")
-register("laplacian", "focusfuse.fusion.multiscale:laplacian_method", MultiscaleOptions,
-         "Laplacian pyramid, Li et al. 1995 rule (Burt and Adelson 1983)")
+register("cnn", "focusfuse.fusion.cnn:fuse_cnn",
+         "the CNN's decision map, refined and blended (Liu et al. 2017)", CNNOptions)
+register("cnn-dtcwt", "focusfuse.fusion.cnn:fuse_cnn_dtcwt",
+         "the CNN's decision map weighs the DTCWT sub-bands at every level", CNNDTCWTOptions)
+register("dtcwt", "focusfuse.fusion.multiscale:dtcwt_method",
+         "dual-tree complex wavelet transform, Li et al. 1995 rule (Kingsbury filters)",
+         DTCWTOptions)
+register("dwt", "focusfuse.fusion.multiscale:dwt_method",
+         "2-D discrete wavelet transform, Li et al. 1995 rule (CDF 9/7 wavelet)", DWTOptions)
+register("laplacian", "focusfuse.fusion.multiscale:laplacian_method",
+         "Laplacian pyramid, Li et al. 1995 rule (Burt and Adelson 1983)", MultiscaleOptions)
