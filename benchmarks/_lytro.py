@@ -1,7 +1,8 @@
 """The 20 Lytro pairs and the authors' released model, as the benchmark scripts use them.
 
 Imported by the scripts beside it (``python benchmarks/NAME.py`` puts this folder on the
-path); everything reads ../shared in place.
+path) and by those in experiments/ (which put this folder on the path themselves);
+everything reads ../shared in place.
 """
 
 from __future__ import annotations

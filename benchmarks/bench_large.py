@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 
 import focusfuse as ff
+from focusfuse.bench.machine import machine_info
 from focusfuse.examples import make_multifocus_pair, region_mask
-from focusfuse.machine import machine_info
 
 
 def run_measured(cmd: list[str]) -> tuple[float, float]:

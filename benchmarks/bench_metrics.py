@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import focusfuse.metrics as fm
-from focusfuse.machine import machine_info as _machine_info
+from focusfuse.bench.machine import machine_info
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LYTRO = SHARED / "data" / "lytro" / "pairs"
@@ -50,10 +50,6 @@ def load_triplet() -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     b[:, :260] = blurred[:, :260]
     to8 = lambda x: np.round(x * 255).astype(np.uint8)  # noqa: E731
     return to8(a), to8(b), to8(sharp), "synthetic seeded 520x520 RGB (../shared absent)"
-
-
-def machine_info() -> dict:
-    return _machine_info()
 
 
 def time_call(fn, runs: int) -> dict:

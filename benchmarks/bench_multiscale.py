@@ -21,8 +21,8 @@ import numpy as np
 import pywt
 from scipy.ndimage import gaussian_filter
 
+from focusfuse.bench.machine import machine_info
 from focusfuse.fusion.multiscale import fuse_dtcwt, fuse_dwt, fuse_laplacian
-from focusfuse.machine import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIR = ROOT.parent / "shared" / "data" / "lytro" / "pairs"

@@ -4,8 +4,9 @@
 
 For each of the 20 Lytro pairs (../shared/data/lytro/pairs), fuses with the given weights
 (default: the shipped model) and with the authors' released weights
-(../shared/data/weights/liu2016-cnnmodel.mat), both in fp32, and prints the share of pixels
-where the refined binary maps (after small-region removal) agree, per pair and on average.
+(../shared/data/weights/liu2016-cnnmodel.mat), both in fp32, and prints the machine and the
+share of pixels where the refined binary maps (after small-region removal) agree, per pair and
+on average.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 import focusfuse as ff
 from _lytro import authors_results, lytro_pairs
+from focusfuse.bench.machine import machine_info
 
 
 def main(argv=None) -> int:
@@ -27,6 +29,9 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args(argv)
+    info = machine_info()
+    print(f"machine: {info['cpu']}, {info['usable_cpus']} CPUs, torch {info['torch']}, "
+          f"bf16 native: {info['cpu_bf16']}, GPU: {info['gpu']}")
     pairs = lytro_pairs()
     theirs = authors_results(pairs)
     ours = ff.load_weights(args.weights)
@@ -43,7 +48,8 @@ def main(argv=None) -> int:
           f"(worst {worst['pair']}: {100 * worst['refined_agreement']:.2f}%)")
     if args.json:
         Path(args.json).write_text(json.dumps({"weights": str(args.weights or "shipped"),
-                                               "mean": mean, "pairs": rows}, indent=1))
+                                               "machine": info, "mean": mean, "pairs": rows},
+                                              indent=1))
     return 0
 
 

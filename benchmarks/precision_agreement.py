@@ -3,8 +3,9 @@
     python benchmarks/precision_agreement.py [--weights paper|fast|FILE]
 
 Fuses the 20 Lytro pairs (../shared/data/lytro/pairs) with the same model in fp32 and in
-bf16 and prints, per pair and overall, the share of pixels whose final binary decision
-(after small-region removal) differs, and the largest difference of the fused images.
+bf16 and prints the machine, then, per pair and overall, the share of pixels whose final
+binary decision (after small-region removal) differs, and the largest difference of the fused
+images.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ import numpy as np
 
 import focusfuse as ff
 from _lytro import lytro_pairs
+from focusfuse.bench.machine import machine_info
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=None, help="model (default: the shipped paper model)")
     args = ap.parse_args(argv)
+    info = machine_info()  # bf16 results depend on the CPU's kernels
+    print(f"machine: {info['cpu']}, {info['usable_cpus']} CPUs, torch {info['torch']}, "
+          f"bf16 native: {info['cpu_bf16']}, GPU: {info['gpu']}")
     pairs = lytro_pairs()
     model = ff.load_weights(args.weights)
     shares = []

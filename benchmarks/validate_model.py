@@ -4,7 +4,8 @@
 
 Makes the same held-out pairs as ``focusfuse train --holdout-suffix .png --seed 0``
 (the 68 PNG images of ../shared/data/bsds500, seed 2 = training seed + 2) and prints the
-accuracy and cross-entropy of the given weights (default: the shipped model) in fp32.
+machine, then the accuracy and cross-entropy of the given weights (default: the shipped model)
+in fp32.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from focusfuse.bench.machine import machine_info
 from focusfuse.data.synthesis import list_images, make_pairs
 from focusfuse.models import load_weights
 from focusfuse.train import evaluate_pairs
@@ -30,6 +32,9 @@ def main(argv=None) -> int:
     ap.add_argument("--blur-levels", type=int, default=5)
     ap.add_argument("--blur-kernel", default="gaussian")
     args = ap.parse_args(argv)
+    info = machine_info()
+    print(f"machine: {info['cpu']}, {info['usable_cpus']} CPUs, torch {info['torch']}, "
+          f"bf16 native: {info['cpu_bf16']}, GPU: {info['gpu']}")
     files = list_images(args.data, suffixes=(args.suffix,))
     a, b, y = make_pairs(files, args.pairs, seed=args.seed, levels=args.blur_levels,
                          kernel=args.blur_kernel)

@@ -1,26 +1,31 @@
 """Training ablations side by side: held-out accuracy under several blurs, Lytro metrics.
 
-    python benchmarks/ablation_table.py NAME=WEIGHTS [NAME=WEIGHTS ...] [--pairs 20000]
+    python experiments/ablation_table.py NAME=WEIGHTS [NAME=WEIGHTS ...] [--pairs 20000]
 
 For each model: accuracy on held-out pairs (the 68 PNG images of ../shared/data/bsds500,
 seed 2) made with the paper's five Gaussian levels, with three levels, and with five levels
 of a uniform disk kernel (defocus-like), in fp32; then, on the 20 Lytro pairs, the mean of the
 eight metrics of the fused images (bf16, rounded to 8 bit) and the agreement of the final
-binary maps with the authors' released model. Prints a Markdown table.
+binary maps with the authors' released model. Prints the machine and a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
 import focusfuse as ff
-from _lytro import SHARED, authors_results, lytro_pairs
+from focusfuse.bench.machine import machine_info
 from focusfuse.data.synthesis import list_images, make_pairs
 from focusfuse.metrics import METRICS, evaluate
 from focusfuse.train import evaluate_pairs
+
+# the Lytro pairs and the authors' model come from the helper the quality benchmarks share
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _lytro import SHARED, authors_results, lytro_pairs  # noqa: E402
 
 BLURS = {"gauss×5": (5, "gaussian"), "gauss×3": (3, "gaussian"), "disk×5": (5, "disk")}
 
@@ -42,6 +47,9 @@ def main(argv=None) -> int:
            for k, (lv, kern) in BLURS.items()}
     pairs = lytro_pairs()
     theirs = [r.refined_map for r in authors_results(pairs)]
+    info = machine_info()  # the fused images are bf16 where the CPU has it
+    print(f"machine: {info['cpu']}, {info['usable_cpus']} CPUs, torch {info['torch']}, "
+          f"bf16 native: {info['cpu_bf16']}, GPU: {info['gpu']}\n")
     head = ["model", *(f"acc {k}" for k in BLURS), *METRICS, "Lytro agreement"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head), flush=True)
     for name, model in models.items():

@@ -1,6 +1,6 @@
 """Training curves of `focusfuse train` runs: losses, held-out accuracy, Lytro agreement.
 
-    python benchmarks/training_report.py RUN_DIR [--agreement-every 2000] [--out FIG.png]
+    python experiments/training_report.py RUN_DIR [--agreement-every 2000] [--out FIG.png]
 
 Reads RUN_DIR/log.jsonl (one line per validation) and draws, against the number of training
 pairs seen: the training and validation losses, the held-out error rates (all blur levels,
@@ -21,6 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+#: holds _lytro.py, the Lytro pairs and the authors' model as the quality benchmarks use them
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
 def read_log(run: Path) -> list[dict]:
     path = run / "log.jsonl"
     if not path.is_file():
@@ -37,7 +41,13 @@ def lytro_agreement(run: Path, steps: list[int]) -> dict[int, dict]:
         if cache_path.is_file() else {}
     todo = [s for s in steps if s not in cache]
     if todo:
+        sys.path.insert(0, str(BENCHMARKS))
         from _lytro import authors_results, lytro_pairs
+        from focusfuse.bench.machine import machine_info
+
+        info = machine_info()
+        print(f"machine: {info['cpu']}, {info['usable_cpus']} CPUs, torch {info['torch']}, "
+              f"bf16 native: {info['cpu_bf16']}, GPU: {info['gpu']}", file=sys.stderr)
 
         pairs = lytro_pairs()
         refs = [r.refined_map for r in authors_results(pairs)]
