@@ -22,6 +22,7 @@ __all__ = [
     "keep_freed_memory",
     "load_weights",
     "read_image",
+    "stack",
     "write_image",
 ]
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ _HOME = {
     "create_model": "focusfuse.models",
     "load_weights": "focusfuse.models",
     "keep_freed_memory": "focusfuse.device",
+    "stack": "focusfuse.stacking",
 }
 
 

@@ -148,3 +148,98 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, *, radius: int = 8, eps: f
     q *= I
     q += box_mean(mean_p, radius)
     return q
+
+
+# --------------------------------------------------------------------- N labels (stacks)
+def label_map(focus_maps, *, valid=None) -> tuple[np.ndarray, np.ndarray]:
+    """The frame of largest focus at each pixel, kept as a running state so that the focus
+    maps can come one at a time (an iterable of (H, W) arrays, frame 0 first).
+
+    ``valid``: an optional iterable of bool (H, W) masks, one per frame, False where the
+    frame has no data (outside an aligned frame); such pixels are never chosen. Ties keep
+    the earlier frame. Returns (labels int16, best focus float64).
+    """
+    labels = best = None
+    masks = iter(valid) if valid is not None else None
+    for k, focus in enumerate(focus_maps):
+        focus = np.asarray(focus, dtype=np.float64)
+        if masks is not None:
+            mask = next(masks)
+            if mask is not None:
+                focus = np.where(mask, focus, -np.inf)
+        if best is None:
+            best = focus.copy()
+            labels = np.zeros(focus.shape, np.int16)
+            continue
+        better = focus > best
+        labels[better] = k
+        np.maximum(best, focus, out=best)
+    if best is None:
+        raise ValueError("label_map needs at least one focus map")
+    return labels, best
+
+
+def remove_small_label_regions(labels: np.ndarray, *, min_area_fraction: float = 0.01,
+                               n_labels: int | None = None) -> np.ndarray:
+    """The N-label form of :func:`remove_small_regions`: every 8-connected region of one
+    label with fewer than ``ceil(min_area_fraction · H · W)`` pixels is given the label of
+    the nearest pixel outside the removed regions (OpenCV's distance transform). Each label
+    is treated alike, so the result does not depend on how the labels are numbered.
+    ``min_area_fraction=0`` returns a copy."""
+    if not 0.0 <= min_area_fraction < 1.0:
+        raise ValueError(
+            f"min_area_fraction must be in [0, 1); got {min_area_fraction} (0 turns the step off)")
+    labels = np.asarray(labels)
+    if min_area_fraction == 0.0:
+        return labels.copy()
+    area = math.ceil(min_area_fraction * labels.shape[0] * labels.shape[1])
+    n = int(labels.max()) + 1 if n_labels is None else n_labels
+    removed = np.zeros(labels.shape, bool)
+    for k in range(n):
+        mask = labels == k
+        if not mask.any():
+            continue
+        count, comp, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+        small = stats[:, cv2.CC_STAT_AREA] < area
+        small[0] = False  # background
+        if small.any():
+            removed |= small[comp]
+    if not removed.any():
+        return labels.copy()
+    if removed.all():  # every region is small: nothing to take labels from
+        return labels.copy()
+    # the label of the nearest kept pixel: distance transform of the removed pixels, labelling
+    # each by the nearest zero (kept) pixel
+    _, nearest = cv2.distanceTransformWithLabels(removed.view(np.uint8), cv2.DIST_L2, 5,
+                                                 labelType=cv2.DIST_LABEL_PIXEL)
+    kept = ~removed
+    ys, xs = np.nonzero(kept)
+    # DIST_LABEL_PIXEL numbers the zero pixels in row-major order from 1
+    label_of = np.empty(ys.size + 1, labels.dtype)
+    label_of[0] = 0
+    label_of[1:] = labels[ys, xs]
+    out = labels.copy()
+    out[removed] = label_of[nearest[removed]]
+    return out
+
+
+def mode_filter(labels: np.ndarray, window: int) -> np.ndarray:
+    """The most frequent label in the ``window`` × ``window`` neighbourhood of each pixel
+    (mirrored borders), the pixel's own label counting half a vote more, ties to the
+    smaller label: the majority check of the multiscale rule (Li et al. 1995) for any
+    number of labels, without a plane per label."""
+    if window == 1:
+        return labels.copy()
+    r = window // 2
+    padded = np.pad(labels, r, mode="reflect")
+    h, w = labels.shape
+    shifts = [padded[dy:dy + h, dx:dx + w] for dy in range(window) for dx in range(window)]
+    best_votes = np.full(labels.shape, -1.0)
+    best = labels.copy()
+    for cand in shifts:
+        votes = sum((s == cand).astype(np.float32) for s in shifts)
+        votes += 0.5 * (cand == labels)
+        take = (votes > best_votes) | ((votes == best_votes) & (cand < best))
+        best[take] = cand[take]
+        best_votes[take] = votes[take]
+    return best

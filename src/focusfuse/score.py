@@ -16,7 +16,7 @@ from focusfuse.device import CompileError, resolve_device, resolve_precision
 from focusfuse.models import PATCH, STRIDE, FocusNet
 from focusfuse.models.spectral import SPECTRAL_TILE
 
-__all__ = ["score_map"]
+__all__ = ["frame_score_map", "score_map"]
 
 
 #: input rows/columns a score reads beyond its 16×16 window on each side: two 3×3
@@ -67,6 +67,17 @@ def _dense_scores(model: FocusNet, x: torch.Tensor, bf16: bool, device_type: str
     return torch.sigmoid(margin)  # the softmax of the two logits, for the first
 
 
+def _frame_scores(model: FocusNet, x: torch.Tensor, bf16: bool, device_type: str,
+                  spectral: bool, compile: bool, window: tuple[int, int, int, int]) -> torch.Tensor:
+    """Per-frame focus scores (:meth:`FocusNet.dense_frame_score`) for the ``window`` of the
+    scores of a (1, 1, h, w) image tensor, as :func:`_dense_scores` does for pairs."""
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+        feats = _compiled_features(model)(x) if compile else model.features(x)
+        oy, ox, ny, nx = window
+        feats = feats[:, :, oy:oy + ny + PATCH // STRIDE - 1, ox:ox + nx + PATCH // STRIDE - 1]
+        return model.dense_frame_score(feats)
+
+
 def _tiles(n_scores: int, tile: int, n_pixels: int):
     """(first score, end score, first input pixel, end input pixel) along one axis.
 
@@ -101,6 +112,32 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
     """
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"score_map needs two gray images of one shape; got {a.shape} and {b.shape}")
+    return _tiled(model, (a, b), _dense_scores, precision=precision, device=device, tile=tile,
+                  head=head, compile=compile)
+
+
+@torch.inference_mode()
+def frame_score_map(model: FocusNet, image: np.ndarray, *, precision: str = "auto",
+                    device: str = "auto", tile: int | None = None,
+                    compile: bool = False) -> np.ndarray:
+    """Focus scores (ceil(H/2) − 7, ceil(W/2) − 7), float32, of one gray image on its own:
+    one per 16×16 window at stride 2, higher where the window is sharper, comparable
+    between frames of one scene (:meth:`FocusNet.dense_frame_score`). For the layouts
+    without the 256-unit layer (``released``, ``fast``); options as :func:`score_map`.
+    """
+    if model.fc1 is not None:
+        raise ValueError("frame_score_map needs a layout without the 256-unit layer "
+                         "(released, fast); the paper layout scores pairs only")
+    if image.ndim != 2:
+        raise ValueError(f"frame_score_map needs a gray image; got shape {image.shape}")
+    return _tiled(model, (image,), _frame_scores, precision=precision, device=device, tile=tile,
+                  head="direct", compile=compile)
+
+
+def _tiled(model: FocusNet, images: tuple, scorer, *, precision: str, device: str,
+           tile: int | None, head: str, compile: bool) -> np.ndarray:
+    """``scorer`` over the score map of ``images`` (one or two gray images), tile by tile."""
+    a = images[0]
     if min(a.shape) < PATCH:
         raise ValueError(f"images must be at least {PATCH}×{PATCH} pixels; got {a.shape[1]}×{a.shape[0]}")
     if tile is not None and (not isinstance(tile, int) or tile < 0):
@@ -122,7 +159,7 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
         tile = max(h, w)
 
     def pair(y0, y1, x0, x1):
-        x = torch.from_numpy(np.stack([a[y0:y1, x0:x1], b[y0:y1, x0:x1]]).astype(np.float32))
+        x = torch.from_numpy(np.stack([im[y0:y1, x0:x1] for im in images]).astype(np.float32))
         x = x[:, None].to(device)
         return x.contiguous(memory_format=torch.channels_last) if device == "cpu" else x
 
@@ -133,6 +170,6 @@ def score_map(model: FocusNet, a: np.ndarray, b: np.ndarray, *, precision: str =
     tiles.sort(key=lambda t: -(t[0][3] - t[0][2]) * (t[1][3] - t[1][2]))
     for (i0, i1, y0, y1), (j0, j1, x0, x1) in tiles:
         window = (i0 - y0 // STRIDE, j0 - x0 // STRIDE, i1 - i0, j1 - j0)
-        s = _dense_scores(model, pair(y0, y1, x0, x1), bf16, device_type, spectral, compile, window)
+        s = scorer(model, pair(y0, y1, x0, x1), bf16, device_type, spectral, compile, window)
         out[i0:i1, j0:j1] = s.cpu().numpy()
     return out

@@ -119,7 +119,13 @@ def _in_series(images: list[np.ndarray], options: CNNOptions, method: str, combi
 
 
 def fuse_cnn(images: list[np.ndarray], options: CNNOptions) -> FusionResult:
-    """The ``cnn`` method on checked sources (:func:`focusfuse.fuse` checks them)."""
+    """The ``cnn`` method on checked sources (:func:`focusfuse.fuse` checks them): the
+    paper's pair method for two, one decision over all frames for more
+    (:mod:`focusfuse.fusion.stack`)."""
+    if len(images) > 2:
+        from focusfuse.fusion.stack import ArrayFrames, fuse_stack
+
+        return fuse_stack(ArrayFrames(images), "cnn", options)
     return _in_series(images, options, "cnn", lambda fused, nxt, pixel_fused, maps: pixel_fused)
 
 

@@ -273,13 +273,95 @@ def fuse_laplacian(images: Sequence[np.ndarray], **options) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ registered methods
-def dwt_method(images: list[np.ndarray], options: DWTOptions) -> FusionResult:
-    return FusionResult(_dwt(images, options), "dwt", [])
+# two sources in memory; three or more as a stack, one frame at a time
+# (:mod:`focusfuse.fusion.stack`: the same rule, and the result does not depend on the order)
+def _method(name: str, pair):
+    def run(images: list[np.ndarray], options) -> FusionResult:
+        if len(images) > 2:
+            from focusfuse.fusion.stack import ArrayFrames, fuse_stack
+
+            return fuse_stack(ArrayFrames(images), name, options)
+        return FusionResult(pair(images, options), name, [])
+    run.__name__ = f"{name}_method"
+    run.__doc__ = f"The ``{name}`` method on checked sources."
+    return run
 
 
-def dtcwt_method(images: list[np.ndarray], options: DTCWTOptions) -> FusionResult:
-    return FusionResult(_dtcwt(images, options), "dtcwt", [])
+dwt_method = _method("dwt", _dwt)
+dtcwt_method = _method("dtcwt", _dtcwt)
+laplacian_method = _method("laplacian", _laplacian)
 
 
-def laplacian_method(images: list[np.ndarray], options: MultiscaleOptions) -> FusionResult:
-    return FusionResult(_laplacian(images, options), "laplacian", [])
+# ----------------------------------------------------------------------- stacks, streamed
+def activity(band: np.ndarray, window: int) -> np.ndarray:
+    """The windowed activity of one band (h, w, C) of one frame: the maximum over the window
+    of the gray coefficients' magnitude (the first half of :func:`_choose`)."""
+    a = np.abs(to_gray(band, weighting="bt601"))
+    return a if window == 1 else maximum_filter(a, size=window, mode="mirror")
+
+
+def finish(fused: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """The fused array clipped to [0, 1] as float32, in the shape of the frame ``like``."""
+    return _finish(fused, like)
+
+
+def stack_transform(method: str, options, shape: tuple[int, int]):
+    """(decompose, reconstruct) of ``method`` for frames of (H, W) ``shape``: ``decompose
+    (frame)`` gives the lowpass band and a flat list of the highpass bands, each (h, w, C);
+    ``reconstruct(low, bands)`` the image (H, W, C)."""
+    height, width = shape
+    levels = check_levels(options.levels, shape)
+
+    def channels(frame):
+        x = np.asarray(frame, np.float64)
+        return x if x.ndim == 3 else x[..., None]
+
+    if method == "laplacian":
+        def decompose(frame):
+            pyramid = laplacian_forward(channels(frame), levels)
+            return pyramid[-1], list(pyramid[:-1])
+
+        def reconstruct(low, bands):
+            return laplacian_inverse(list(bands) + [low])
+        return decompose, reconstruct
+
+    if method == "dwt":
+        wavelet = options.wavelet
+
+        def decompose(frame):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Level value of", UserWarning)
+                coefs = pywt.wavedec2(channels(frame), wavelet, mode=_DWT_BOUNDARY,
+                                      level=levels, axes=(0, 1))
+            return coefs[0], [band for detail in coefs[1:] for band in detail]
+
+        def reconstruct(low, bands):
+            nested = [low] + [tuple(bands[3 * j:3 * j + 3]) for j in range(len(bands) // 3)]
+            return pywt.waverec2(nested, wavelet, mode=_DWT_BOUNDARY, axes=(0, 1))[:height, :width]
+        return decompose, reconstruct
+
+    if method == "dtcwt":
+        biort, qshift = options.biort, options.qshift
+        geometry = {}
+
+        def decompose(frame):
+            x = channels(frame)
+            pyramids = [dtcwt_forward(x[:, :, c], levels, biort=biort, qshift=qshift)
+                        for c in range(x.shape[2])]
+            geometry["ref"] = pyramids[0]
+            low = np.stack([p.lowpass for p in pyramids], axis=-1)
+            bands = [np.stack([p.highpasses[j][..., o] for p in pyramids], axis=-1)
+                     for j in range(levels) for o in range(6)]
+            return low, bands
+
+        def reconstruct(low, bands):
+            ref = geometry["ref"]
+            out = []
+            for c in range(low.shape[-1]):
+                highs = tuple(np.stack([bands[6 * j + o][..., c] for o in range(6)], axis=-1)
+                              for j in range(levels))
+                out.append(dtcwt_inverse(Pyramid(low[..., c], highs, ref.shape, ref.pad),
+                                         biort=biort, qshift=qshift))
+            return np.stack(out, axis=-1)
+        return decompose, reconstruct
+    raise ValueError(f"no streamed transform for method {method!r}")

@@ -40,12 +40,17 @@ class DecisionMaps:
 @dataclass
 class FusionResult:
     """``fused`` (float32, the sources' shape, in [0, 1]) and one :class:`DecisionMaps` per
-    step: one step for two images; for N images fused in series, N − 1 steps (step k fuses
-    the result so far with image k + 1)."""
+    step: one step for two images; for N images fused in series (``cnn-dtcwt``), N − 1
+    steps (step k fuses the result so far with image k + 1); none for a stack fused with
+    one decision over all frames, which gives ``depth_map`` instead."""
 
     fused: np.ndarray
     method: str
     steps: list[DecisionMaps] = field(default_factory=list)
+    #: for a stack fused with one decision over all frames (three or more frames): the index
+    #: of the frame each pixel was taken from, (H, W) int16, in the order the frames were
+    #: given (None for pairs and for the multiscale methods)
+    depth_map: np.ndarray | None = None
 
     @property
     def decision_map(self) -> np.ndarray | None:

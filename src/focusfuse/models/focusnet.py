@@ -46,6 +46,27 @@ def _max_pool2(x: torch.Tensor) -> torch.Tensor:
     return torch.maximum(rows[..., 0::2], rows[..., 1::2])
 
 
+def _tap_sum(feats: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """The 8×8 correlation of (n, C, h, w) features with (n, 64, C) tap weights, summed over
+    the n images: float32 (h − 7, w − 7).
+
+    As a convolution with one output channel this is slow (a matrix product with nothing to
+    run in parallel along), so it is done in two steps: one matrix product gives, for every
+    position and each of the 64 taps, the features' product with that tap's weights, then
+    the 64 maps are summed, each shifted by its tap's offset, in float32, through one
+    strided view of them.
+    """
+    n, c, h, w = feats.shape
+    oh, ow = h - _FEAT + 1, w - _FEAT + 1
+    f = feats.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view if channels last
+    g = torch.bmm(taps, f.transpose(1, 2))  # (image, tap, h·w)
+    # g[n, i·8 + j, y + i, x + j] for all (n, i, j, y, x) is one strided view of g
+    step = g.stride()
+    shifted = g.as_strided((n, _FEAT, _FEAT, oh, ow),
+                           (step[0], _FEAT * step[1] + w, step[1] + 1, w, 1))
+    return shifted.sum(dim=(0, 1, 2), dtype=torch.float32)
+
+
 class FocusNet(nn.Module):
     """Siamese focus classifier; ``hidden=256`` is the paper's text, ``None`` the released layout."""
 
@@ -142,17 +163,11 @@ class FocusNet(nn.Module):
         gives them for a (2, 1, H, W) pair. The softmax of the two logits l0, l1 is
         sigmoid(l1 − l0), so only the difference of the last layer's two outputs is
         computed. Without the 256-unit layer that is a correlation with an 8×8 kernel from
-        2C maps to one, which as a convolution is slow (one output channel leaves a matrix
-        product nothing to run in parallel along). It is done in two steps instead: one
-        matrix product gives, for every position and each of the 64 kernel taps, the
-        features' product with that tap's weights (64 outputs: a full-width product), then
-        the 64 maps are summed, each shifted by its tap's offset, in float32, through one
-        strided view of them.
+        2C maps to one (:func:`_tap_sum`).
         """
         if feats.shape[0] != 2:
             raise ValueError(f"need the features of two images stacked, (2, C, h, w); got {tuple(feats.shape)}")
-        two, c, h, w = feats.shape
-        oh, ow = h - _FEAT + 1, w - _FEAT + 1
+        c = feats.shape[1]
         wd = self.fc2.weight[1] - self.fc2.weight[0]
         bias = (self.fc2.bias[1] - self.fc2.bias[0]).float()
         if self.fc1 is not None:
@@ -160,13 +175,31 @@ class FocusNet(nn.Module):
             return F.conv2d(x, wd.view(1, self.hidden, 1, 1).to(x.dtype))[0, 0].float() + bias
         # (image, tap, C), in the features' type (bmm runs in autocast's type anyway)
         taps = wd.view(2, c, _FEAT * _FEAT).transpose(1, 2).to(feats.dtype)
-        f = feats.permute(0, 2, 3, 1).reshape(2, h * w, c)  # a view if channels last
-        g = torch.bmm(taps, f.transpose(1, 2))  # (image, tap, h·w)
-        # g[n, i·8 + j, y + i, x + j] for all (n, i, j, y, x) is one strided view of g
-        step = g.stride()
-        shifted = g.as_strided((2, _FEAT, _FEAT, oh, ow),
-                               (step[0], _FEAT * step[1] + w, step[1] + 1, w, 1))
-        return shifted.sum(dim=(0, 1, 2), dtype=torch.float32) + bias
+        return _tap_sum(feats, taps) + bias
+
+    def frame_weights(self) -> torch.Tensor:
+        """The per-frame focus weights of a layout without the 256-unit layer: the half
+        difference of the last layer's weights on the first and on the second image,
+        (C, 8, 8). The log-odds of a pair is then this weighting of the first image's
+        features minus that of the second's, plus a term symmetric in the two; the
+        antisymmetric part alone scores one image on its own, so frames can be compared
+        without pairing them (:meth:`dense_frame_score`)."""
+        if self.fc1 is not None:
+            raise ValueError("the paper layout's 256-unit layer is not linear in the two "
+                             "branches; it scores pairs only")
+        c = self.widths[2]
+        wd = (self.fc2.weight[1] - self.fc2.weight[0]).view(2, c, _FEAT, _FEAT)
+        return (wd[0] - wd[1]) / 2
+
+    def dense_frame_score(self, feats: torch.Tensor) -> torch.Tensor:
+        """Focus score of each 16×16 window of one image, float32 (h − 7, w − 7), from its
+        (1, C, h, w) features: :meth:`frame_weights` applied as an 8×8 correlation.
+        Higher is sharper; scores of different frames of one scene are comparable."""
+        if feats.shape[0] != 1:
+            raise ValueError(f"need the features of one image, (1, C, h, w); got {tuple(feats.shape)}")
+        c = feats.shape[1]
+        taps = self.frame_weights().reshape(1, c, _FEAT * _FEAT).transpose(1, 2)
+        return _tap_sum(feats, taps.to(feats.dtype))
 
     def dense_logits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Logits (N, 2, ceil(H/2) - 7, ceil(W/2) - 7) for whole images a, b of shape (N, 1, H, W)."""

@@ -1,0 +1,205 @@
+"""Aligning the frames of a focus stack: focus breathing, hand-held shifts and turns.
+
+Each frame is registered to its neighbour in focus order with OpenCV's ECC (G. D.
+Evangelidis, E. Z. Psarakis, "Parametric image alignment using enhanced correlation
+coefficient maximization", IEEE TPAMI 30(10), 2008; ``cv2.findTransformECC``), and the
+transforms are chained to a reference frame (the middle one by default): neighbours
+differ least in defocus, so each link is the easiest registration of the stack, as in
+focus-stack. The model is affine (scale for breathing, shift, small rotation; shear is
+allowed but stays near zero on real stacks), estimated on gray images reduced to at most
+``coarse`` then ``fine`` pixels on their long side and smoothed (so that the defocus
+difference between neighbours matters less), then scaled to full size. After warping,
+each frame's colour channels get gains that match the reference's means over the pixels
+both cover (exposure and white-balance drift).
+
+A link whose ECC does not converge, whose correlation is below ``min_correlation``, or
+whose transform is implausible for a focus stack (scale outside 0.8–1.25, rotation over
+5°, shift over a fifth of the image) fails: that frame is left out and the next one is
+registered to the last frame that aligned.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from focusfuse.color import to_gray
+
+__all__ = ["Alignment", "align_frames", "estimate_link", "warp"]
+
+
+@dataclass
+class Alignment:
+    """Per frame (in the order given): ``transforms[k]``, the 2×3 affine map from the
+    reference frame's pixel coordinates to frame k's (None if frame k failed), and
+    ``gains[k]`` (one per channel); ``reference`` is the reference frame's index;
+    ``failed`` the indices left out, with ``reasons``."""
+
+    reference: int
+    shape: tuple[int, int]
+    transforms: list[np.ndarray | None]
+    gains: list[np.ndarray | None] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    reasons: dict[int, str] = field(default_factory=dict)
+    correlations: dict[int, float] = field(default_factory=dict)
+
+
+def _reduced(gray: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    h, w = gray.shape
+    scale = min(1.0, side / max(h, w))
+    if scale < 1.0:
+        gray = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
+                          interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(gray, np.float32), scale
+
+
+def _compose(first: np.ndarray, then: np.ndarray) -> np.ndarray:
+    """The map x → then(first(x)) of two 2×3 affine maps."""
+    f = np.vstack([first, [0, 0, 1]])
+    t = np.vstack([then, [0, 0, 1]])
+    return (t @ f)[:2]
+
+
+def _plausible(m: np.ndarray, shape: tuple[int, int]) -> str | None:
+    a = m[:, :2]
+    scale = math.sqrt(abs(np.linalg.det(a)))
+    angle = math.degrees(math.atan2(a[1, 0] - a[0, 1], a[0, 0] + a[1, 1]))
+    h, w = shape
+    centre = np.array([w / 2, h / 2])
+    shift = np.abs(a @ centre + m[:, 2] - centre)
+    if not 0.8 <= scale <= 1.25:
+        return f"scale {scale:.3f} is not a focus stack's (0.8 to 1.25)"
+    if abs(angle) > 5:
+        return f"rotation {angle:.1f}° is over 5°"
+    if shift[0] > w / 5 or shift[1] > h / 5:
+        return f"shift of {shift[0]:.0f}×{shift[1]:.0f} px is over a fifth of the image"
+    return None
+
+
+def estimate_link(template: np.ndarray, moving: np.ndarray, *, coarse: int = 480,
+                  fine: int = 1200, min_correlation: float = 0.6) -> tuple[np.ndarray, float]:
+    """The affine map from ``template``'s pixel coordinates to ``moving``'s (gray (H, W)
+    images of one size), and its ECC correlation. Raises ValueError when it fails."""
+    shape = template.shape
+    m = np.eye(2, 3, dtype=np.float32)
+    corr = 0.0
+    for side, iterations in ((coarse, 100), (fine, 30)):
+        t_small, s = _reduced(template, side)
+        m_small, _ = _reduced(moving, side)
+        level = _level(m, s).astype(np.float32)  # the full-size map at this level
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-5)
+        try:
+            corr, level = cv2.findTransformECC(t_small, m_small, level, cv2.MOTION_AFFINE,
+                                               criteria, None, 5)
+        except cv2.error as exc:
+            raise ValueError(f"ECC did not converge ({str(exc).strip().splitlines()[-1]})") from None
+        m = _unlevel(level, s)
+        if s == 1.0:
+            break
+    if not np.isfinite(m).all():
+        raise ValueError("ECC gave a non-finite transform")
+    if corr < min_correlation:
+        raise ValueError(f"correlation {corr:.2f} is below {min_correlation}")
+    reason = _plausible(m, shape)
+    if reason:
+        raise ValueError(reason)
+    return m, float(corr)
+
+
+def _level(m: np.ndarray, s: float) -> np.ndarray:
+    """A full-size map as a map between images scaled by ``s`` (pixel centres kept:
+    x_s = s (x + 0.5) − 0.5 on both sides)."""
+    a, t = m[:, :2], m[:, 2]
+    t_s = s * t + (s - 1) * 0.5 * np.ones(2) - a @ ((s - 1) * 0.5 * np.ones(2))
+    return np.hstack([a, t_s[:, None]])
+
+
+def _unlevel(m: np.ndarray, s: float) -> np.ndarray:
+    """The inverse of :func:`_level`."""
+    a, t = m[:, :2].astype(np.float64), m[:, 2].astype(np.float64)
+    t_full = (t - (s - 1) * 0.5 * np.ones(2) + a @ ((s - 1) * 0.5 * np.ones(2))) / s
+    return np.hstack([a, t_full[:, None]])
+
+
+def warp(frame: np.ndarray, m: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``frame`` resampled onto the reference's (H, W) grid through the map ``m`` (reference
+    coordinates → frame coordinates), bicubic, edges replicated; and the bool mask of the
+    pixels the frame really covers."""
+    h, w = shape
+    flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+    out = cv2.warpAffine(frame, m.astype(np.float64), (w, h), flags=flags,
+                         borderMode=cv2.BORDER_REPLICATE)
+    ones = np.ones(frame.shape[:2], np.uint8)
+    covered = cv2.warpAffine(ones, m.astype(np.float64), (w, h),
+                             flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+    return out.reshape(frame.shape[:2] + frame.shape[2:]), covered
+
+
+def _gains(frame: np.ndarray, reference: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    f = frame.reshape(frame.shape[0], frame.shape[1], -1)[covered]
+    r = reference.reshape(reference.shape[0], reference.shape[1], -1)[covered]
+    fm, rm = f.mean(axis=0, dtype=np.float64), r.mean(axis=0, dtype=np.float64)
+    return np.where(fm > 1e-6, rm / np.maximum(fm, 1e-6), 1.0)
+
+
+def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | None = None,
+                 coarse: int = 480, fine: int = 1200, min_correlation: float = 0.6,
+                 gain: bool = True, progress: Callable[[str, int, int], None] | None = None
+                 ) -> Alignment:
+    """Estimate the :class:`Alignment` of ``n`` frames, ``read(k)`` giving frame k (float
+    in [0, 1], (H, W) or (H, W, C)), in focus order. ``reference``: the frame the others
+    are mapped onto (default: the middle one, ``(n − 1) // 2``)."""
+    if n < 1:
+        raise ValueError("nothing to align")
+    ref = (n - 1) // 2 if reference is None else reference
+    if not 0 <= ref < n:
+        raise ValueError(f"reference must be a frame index from 0 to {n - 1}; got {reference}")
+    grays: dict[int, np.ndarray] = {}
+
+    def gray(k):
+        if k not in grays:
+            grays[k] = np.ascontiguousarray(to_gray(read(k)), np.float32)
+        return grays[k]
+
+    shape = gray(ref).shape
+    transforms: list[np.ndarray | None] = [None] * n
+    transforms[ref] = np.eye(2, 3)
+    result = Alignment(ref, shape, transforms)
+    done = 1
+    for direction in (1, -1):
+        last = ref
+        k = ref + direction
+        while 0 <= k < n:
+            try:
+                link, corr = estimate_link(gray(last), gray(k), coarse=coarse, fine=fine,
+                                           min_correlation=min_correlation)
+                transforms[k] = _compose(transforms[last], link)
+                result.correlations[k] = corr
+                last = k
+            except ValueError as exc:
+                result.failed.append(k)
+                result.reasons[k] = str(exc)
+            grays.pop(k - 2 * direction, None)  # keep only the frames still needed
+            done += 1
+            if progress:
+                progress("align", done, n)
+            k += direction
+    result.failed.sort()
+    if gain:
+        ref_frame = read(ref)
+        for k in range(n):
+            if transforms[k] is None:
+                result.gains.append(None)
+            elif k == ref:
+                result.gains.append(np.ones(1 if ref_frame.ndim == 2 else ref_frame.shape[2]))
+            else:
+                warped, covered = warp(read(k), transforms[k], shape)
+                result.gains.append(_gains(warped, ref_frame, covered))
+    else:
+        result.gains = [None if t is None else np.ones(1) for t in transforms]
+    return result
