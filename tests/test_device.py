@@ -18,8 +18,17 @@ import pytest
 
 from focusfuse.device import resolve_device, resolve_precision
 
+import numpy as np
+
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
-needs_glibc = pytest.mark.skipif(not GLIBC, reason="only glibc's malloc is tuned")
+_libc = platform.libc_ver()[1] if GLIBC else "0"
+MALLINFO2 = GLIBC and tuple(int(x) for x in _libc.split(".")[:2]) >= (2, 33)
+HUGEPAGE_GETTER = hasattr(getattr(getattr(np, "_core", None), "multiarray", None),
+                          "_get_madvise_hugepage")
+needs_glibc = pytest.mark.skipif(
+    not (MALLINFO2 and HUGEPAGE_GETTER),
+    reason="needs glibc >= 2.33 (mallinfo2, the probe of glibc's setting) and NumPy >= 2 "
+           "(its huge-page getter); only glibc's malloc is tuned")
 
 PROBE = """
 import ctypes, sys
@@ -58,7 +67,8 @@ FUSE = """
 import focusfuse, focusfuse.fusion
 rng = np.random.default_rng(0)
 a, b = rng.random((2, 64, 64), dtype=np.float32)
-for method, options in (("cnn", {"weights": "fast"}), ("dtcwt", {}), ("laplacian", {})):
+for method, options in (("cnn", {"weights": "fast", "device": "cpu"}), ("dtcwt", {}),
+                        ("laplacian", {})):
     focusfuse.fuse([a, b], method=method, **options)
 print(state())
 """

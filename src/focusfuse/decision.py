@@ -20,6 +20,8 @@ import math
 import cv2
 import numpy as np
 
+from focusfuse.checks import check_fraction, check_int, check_positive
+
 __all__ = ["binary_map", "box_mean", "focus_map", "guided_filter", "inside_counts",
            "remove_small_regions", "rescale_edges"]
 
@@ -67,10 +69,7 @@ def _drop_small(mask: np.ndarray, min_area: int) -> np.ndarray:
 def remove_small_regions(binary: np.ndarray, *, min_area_fraction: float = 0.01) -> np.ndarray:
     """Remove regions of fewer than ``ceil(min_area_fraction · H · W)`` pixels from the map,
     then from its complement. ``min_area_fraction=0`` returns the map unchanged."""
-    if not 0.0 <= min_area_fraction < 1.0:
-        raise ValueError(
-            f"min_area_fraction must be in [0, 1); got {min_area_fraction} (0 turns the step off)"
-        )
+    check_fraction("min_area_fraction", min_area_fraction, hint="0 turns the step off")
     binary = np.asarray(binary, dtype=bool)
     if min_area_fraction == 0.0:
         return binary.copy()
@@ -122,10 +121,8 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, *, radius: int = 8, eps: f
     memory, twice the speed; the variances' round-off is negligible against such an ε),
     otherwise in float64; the result has that type.
     """
-    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
-        raise ValueError(f"radius must be an integer >= 0; got {radius!r}")
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0 (it keeps flat windows defined); got {eps!r}")
+    check_int("radius", radius)
+    check_positive("eps", eps, hint="it keeps flat windows defined")
     if guide.shape != src.shape or guide.ndim != 2:
         raise ValueError(f"guide and src must be (H, W) of one shape; got {guide.shape} and {src.shape}")
     # float32 only where its round-off (about 1e-7 in the variances) is negligible against ε
@@ -186,9 +183,7 @@ def remove_small_label_regions(labels: np.ndarray, *, min_area_fraction: float =
     the nearest pixel outside the removed regions (OpenCV's distance transform). Each label
     is treated alike, so the result does not depend on how the labels are numbered.
     ``min_area_fraction=0`` returns a copy."""
-    if not 0.0 <= min_area_fraction < 1.0:
-        raise ValueError(
-            f"min_area_fraction must be in [0, 1); got {min_area_fraction} (0 turns the step off)")
+    check_fraction("min_area_fraction", min_area_fraction, hint="0 turns the step off")
     labels = np.asarray(labels)
     if min_area_fraction == 0.0:
         return labels.copy()

@@ -50,19 +50,21 @@ def resolve_device(device: str) -> str:
     """``"auto"`` becomes ``"cuda"`` when a CUDA GPU is there, else ``"cpu"``."""
     import torch
 
+    from focusfuse.checks import check_device
+
+    check_device("device", device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for but no CUDA GPU is available; use 'cpu'")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {device!r}")
     return device
 
 
 def resolve_precision(precision: str, device: str) -> str:
     """``"auto"`` becomes bf16 on CUDA and on CPUs with native bfloat16, else fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32'; got {precision!r}")
+    from focusfuse.checks import check_choice
+
+    check_choice("precision", precision, PRECISIONS)
     if precision != "auto":
         return precision
     if device.startswith("cuda"):

@@ -226,6 +226,7 @@ def run_stack(frames, method: str, options, *, align: bool = True, reference: in
     keep = getattr(source, "keep", None)
     if keep is not None and result.depth_map is not None:
         result.depth_map = np.asarray(keep, np.int16)[result.depth_map]
+        result.n_frames = len(frames)
     if crop and info["alignment"] is not None:
         box = _common_box(source)
         info["crop"] = box

@@ -8,23 +8,37 @@ CSV, Markdown, HTML and figures. ``focusfuse bench`` is the command line of both
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from focusfuse.bench.report import BenchRun, deviations, summarize, write_report
-from focusfuse.bench.runner import (
-    SPEC_HELP,
-    MethodRun,
-    MethodSpec,
-    Pair,
-    Progress,
-    find_pairs,
-    parse_methods,
-    read_published,
-    run_methods,
-    score_reference,
-)
+if TYPE_CHECKING:
+    from focusfuse.bench.report import BenchRun
+    from focusfuse.bench.runner import MethodSpec
+
+#: the syntax of a method spec (:func:`~focusfuse.bench.runner.parse_methods`)
+SPEC_HELP = ("METHOD[@WEIGHTS][:PRECISION], comma-separated. METHOD: {methods}. WEIGHTS (CNN "
+             "methods only): a NAME given with --weights NAME=FILE, a shipped model (paper, "
+             "fast) or a file (.safetensors or the authors' .mat); none: the shipped paper "
+             "model. PRECISION (CNN methods only): auto, bf16 or fp32; none: --precision. "
+             "E.g. cnn,cnn@authors:fp32,cnn@fast,dwt")
+
+#: the names below live in runner.py and report.py, imported on first use (the command
+#: line's --help reads SPEC_HELP without loading NumPy's and OpenCV's users)
+_HOME = {name: "focusfuse.bench.runner" for name in (
+    "MethodRun", "MethodSpec", "Pair", "Progress", "find_pairs", "parse_methods",
+    "read_published", "run_methods", "score_reference")}
+_HOME.update({name: "focusfuse.bench.report" for name in (
+    "BenchRun", "deviations", "summarize", "write_report")})
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        value = getattr(importlib.import_module(_HOME[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'focusfuse.bench' has no attribute {name!r}")
 
 __all__ = ["SPEC_HELP", "BenchRun", "MethodRun", "MethodSpec", "Pair", "Progress",
            "deviations", "find_pairs", "parse_methods", "read_published", "run_bench",
@@ -42,7 +56,11 @@ def run_bench(pairs_dir: str | os.PathLike, specs: Sequence[MethodSpec], out: st
     reads every finished pair from it (``refresh=True`` redoes them).
     """
     from focusfuse.bench.machine import machine_info
+    from focusfuse.bench.report import BenchRun
+    from focusfuse.bench.runner import Progress, find_pairs, read_published, run_methods, score_reference
+    from focusfuse.checks import check_device
 
+    check_device("device", device)
     pairs = find_pairs(pairs_dir)
     if limit is not None:
         if limit < 1:

@@ -33,7 +33,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from focusfuse.checks import ImageError
+from focusfuse.bench import SPEC_HELP
+from focusfuse.checks import ImageError, check_choice
 from focusfuse.device import PRECISIONS
 from focusfuse.fusion.registry import METHODS
 from focusfuse.io import SUPPORTED_SUFFIXES, quantize
@@ -126,11 +127,6 @@ class MethodSpec:
         return re.sub(r"[^A-Za-z0-9._-]+", "_", self.label.replace("@", "_at_").replace(":", "_"))
 
 
-SPEC_HELP = ("METHOD[@WEIGHTS][:PRECISION], comma-separated. METHOD: {methods}. WEIGHTS (CNN "
-             "methods only): a NAME given with --weights NAME=FILE, a shipped model (paper, "
-             "fast) or a file (.safetensors or the authors' .mat); none: the shipped paper "
-             "model. PRECISION (CNN methods only): auto, bf16 or fp32; none: --precision. "
-             "E.g. cnn,cnn@authors:fp32,cnn@fast,dwt")
 
 
 def parse_methods(text: str, *, weights: dict[str, str | os.PathLike] | None = None,
@@ -142,8 +138,7 @@ def parse_methods(text: str, *, weights: dict[str, str | os.PathLike] | None = N
     """
     from focusfuse.models import SHIPPED, default_weights_path
 
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    check_choice("precision", precision, PRECISIONS)
     named = {k: Path(v) for k, v in (weights or {}).items()}
     for name, path in named.items():
         if not path.is_file():

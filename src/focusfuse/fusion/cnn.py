@@ -131,7 +131,10 @@ def fuse_cnn(images: list[np.ndarray], options: CNNOptions) -> FusionResult:
 
 def fuse_cnn_dtcwt(images: list[np.ndarray], options: CNNDTCWTOptions) -> FusionResult:
     """The ``cnn-dtcwt`` method: each step's decision map weighs the DTCWT sub-bands."""
+    from focusfuse.checks import check_levels
     from focusfuse.fusion.multiscale import dtcwt_blend
+
+    check_levels(options.levels, images[0].shape[:2])  # before the network runs
 
     def combine(fused, nxt, pixel_fused, maps):
         return dtcwt_blend(fused.astype(np.float32), nxt, np.clip(maps.decision, 0.0, 1.0),

@@ -69,6 +69,13 @@ _DWT_BOUNDARY = "symmetric"
 
 
 # --------------------------------------------------------------------------- inputs
+def _options(method: str, given: dict):
+    """The built options of ``method``, checked as :func:`focusfuse.fuse` checks them."""
+    from focusfuse.fusion.registry import get_method
+
+    return get_method(method).make_options(given)
+
+
 def _stack(images: list[np.ndarray]) -> np.ndarray:
     """Checked sources stacked as float64 (N, H, W, C)."""
     stack = np.stack(images).astype(np.float64)
@@ -174,7 +181,7 @@ def fuse_dwt(images: Sequence[np.ndarray], *, decision: np.ndarray | None = None
 
     Returns the fused float32 image, the inputs' shape, clipped to [0, 1].
     """
-    return _dwt(check_images(images), DWTOptions(**options), decision)
+    return _dwt(check_images(images), _options("dwt", options), decision)
 
 
 def _dwt_weights(weight: np.ndarray, wavelet: str, levels: int) -> list[np.ndarray]:
@@ -239,7 +246,7 @@ def fuse_dtcwt(images: Sequence[np.ndarray], *, decision: np.ndarray | None = No
 
     Returns the fused float32 image, the inputs' shape, clipped to [0, 1].
     """
-    return _dtcwt(check_images(images), DTCWTOptions(**options), decision)
+    return _dtcwt(check_images(images), _options("dtcwt", options), decision)
 
 
 def dtcwt_blend(a: np.ndarray, b: np.ndarray, decision: np.ndarray, *, levels: int = 5
@@ -269,7 +276,7 @@ def fuse_laplacian(images: Sequence[np.ndarray], **options) -> np.ndarray:
 
     Returns the fused float32 image, the inputs' shape, clipped to [0, 1].
     """
-    return _laplacian(check_images(images), MultiscaleOptions(**options))
+    return _laplacian(check_images(images), _options("laplacian", options))
 
 
 # ------------------------------------------------------------------ registered methods

@@ -6,7 +6,7 @@ Each family is a frozen dataclass whose fields are the keyword options that
 (``guided_radius`` → ``--guided-radius``, with the field's help, type, choices and
 default), so a new option is declared here and nowhere else.
 
-Standard library only (and the checks): ``focusfuse fuse --help`` reads these without
+Only NumPy and the checks are imported: ``focusfuse fuse --help`` reads these without
 importing PyTorch, SciPy or OpenCV.
 """
 
@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from focusfuse import checks
 from focusfuse.device import PRECISIONS
@@ -102,7 +104,7 @@ class CNNOptions:
         checks.check_positive("guided_eps", self.guided_eps, hint="it keeps flat windows defined")
         checks.check_choice("precision", self.precision, PRECISIONS)
         checks.check_device("device", self.device)
-        if not isinstance(self.compile, bool):
+        if not isinstance(self.compile, (bool, np.bool_)):
             raise TypeError(f"compile must be True or False; got {self.compile!r}")
 
 

@@ -56,13 +56,15 @@ class Method:
         return result
 
     def make_options(self, given: dict):
-        """The options object for keyword options ``given``; a foreign keyword is an
-        :class:`~focusfuse.checks.UnknownOptionError` naming the methods that take it."""
+        """The options object for keyword options ``given`` (None: the default); a foreign
+        keyword is an :class:`~focusfuse.checks.UnknownOptionError` naming the methods that
+        take it."""
         known = {f.name for f in fields(self.options)}
         for name in given:
             if name not in known:
                 raise UnknownOptionError(name, self.name, option_owners(name))
-        return self.options(**given)
+        # None stands for the option's default (as it did before the options were declared)
+        return self.options(**{k: v for k, v in given.items() if v is not None})
 
 
 #: every method :func:`focusfuse.fuse` knows, by name, in registration order

@@ -51,6 +51,8 @@ class FusionResult:
     #: of the frame each pixel was taken from, (H, W) int16, in the order the frames were
     #: given (None for pairs and for the multiscale methods)
     depth_map: np.ndarray | None = None
+    #: the number of frames ``depth_map`` indexes
+    n_frames: int | None = None
 
     @property
     def decision_map(self) -> np.ndarray | None:
@@ -75,7 +77,8 @@ class FusionResult:
     def save(self, folder: str | os.PathLike) -> list[Path]:
         """Write every intermediate map as an 8-bit PNG in ``folder`` (created if needed):
         ``score.png``, ``focus.png``, ``binary.png``, ``refined.png``, ``decision.png``, each
-        prefixed ``stepK-`` when the fusion had several steps. Returns the files written."""
+        prefixed ``stepK-`` when the fusion had several steps; for a stack, ``depth.png``
+        (the frame index spread over the range, 16 bit). Returns the files written."""
         from focusfuse.io import write_image
 
         folder = Path(folder)
@@ -86,4 +89,7 @@ class FusionResult:
             for name, value in maps.items():
                 written.append(write_image(folder / f"{prefix}{name}.png",
                                            np.clip(np.asarray(value, dtype=np.float64), 0, 1)))
+        if self.depth_map is not None:
+            top = max((self.n_frames or int(self.depth_map.max()) + 1) - 1, 1)
+            written.append(write_image(folder / "depth.png", self.depth_map / top, bit_depth=16))
         return written

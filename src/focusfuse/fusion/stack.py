@@ -117,7 +117,7 @@ def fuse_stack(frames: Frames, method: str, options, *, progress=None) -> Fusion
     depth = None
     if labels is not None:
         depth = np.asarray(order, np.int16)[labels]
-    return FusionResult(fused, method, [], depth_map=depth)
+    return FusionResult(fused, method, [], depth_map=depth, n_frames=len(frames))
 
 
 # ------------------------------------------------------------------------------------ cnn

@@ -6,8 +6,8 @@ maps of products, so the 64 taps of the kernel cost about one complex multiply-a
 instead. The image is cut into ``tile``×``tile`` tiles that overlap by ``k − 1``; each tile
 gives ``(tile − k + 1)²`` exact outputs (overlap-save).
 
-FFT libraries are slow on millions of small transforms (a few microseconds each, mostly
-overhead), so the transforms here are small dense DFT matrices applied along one axis at a
+FFT libraries spend most of their time on overhead for millions of small transforms
+(docs/speed.md), so the transforms here are small dense DFT matrices applied along one axis at a
 time, as matrix products over all tiles and channels at once. Every step is then a large
 GEMM. With a bfloat16 input the forward transforms and the products run in bfloat16 (each
 accumulates in float32 and its result is rounded to bfloat16 for the next step) and the
@@ -122,8 +122,7 @@ class SpectralKernel:
             half = (along_j.float() @ w).view(nb, 2 * k, c * o)  # (kx, part·i, C·O)
             spec = torch.empty((nb, 3 * tile, c * o), dtype=dtype)
             # float32, rounded once to the type asked, in column blocks of 15 MB: large enough
-            # that there are few calls (each waits for every thread, and on a busy machine
-            # 640 blocks of 4096 took twice as long as these 160)
+            # that there are few calls, each of which waits for every thread (docs/speed.md)
             cols = 32768
             block = torch.empty((3 * tile, cols))
             for kx in range(nb):
