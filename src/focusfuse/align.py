@@ -160,46 +160,67 @@ def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | 
     if not 0 <= ref < n:
         raise ValueError(f"reference must be a frame index from 0 to {n - 1}; got {reference}")
     grays: dict[int, np.ndarray] = {}
+    smalls: dict[int, np.ndarray] = {}  # frames reduced for their gains (the reference's kept)
 
     def gray(k):
         if k not in grays:
-            grays[k] = np.ascontiguousarray(to_gray(read(k)), np.float32)
+            frame = read(k)
+            grays[k] = np.ascontiguousarray(to_gray(frame), np.float32)
+            if gain:
+                smalls[k], _ = _reduced_colour(frame, fine)
         return grays[k]
 
     shape = gray(ref).shape
     transforms: list[np.ndarray | None] = [None] * n
     transforms[ref] = np.eye(2, 3)
     result = Alignment(ref, shape, transforms)
+    channels = smalls[ref].shape[2] if gain else 1
+    gains: list[np.ndarray | None] = [None] * n
+    gains[ref] = np.ones(channels)
     done = 1
     for direction in (1, -1):
         last = ref
         k = ref + direction
         while 0 <= k < n:
+            template, moving = gray(last), gray(k)  # a bad frame is an error, not a failed link
             try:
-                link, corr = estimate_link(gray(last), gray(k), coarse=coarse, fine=fine,
+                link, corr = estimate_link(template, moving, coarse=coarse, fine=fine,
                                            min_correlation=min_correlation)
                 transforms[k] = _compose(transforms[last], link)
                 result.correlations[k] = corr
+                if gain:
+                    gains[k] = _small_gains(smalls[k], smalls[ref], transforms[k], shape)
                 last = k
             except ValueError as exc:
                 result.failed.append(k)
                 result.reasons[k] = str(exc)
-            grays.pop(k - 2 * direction, None)  # keep only the frames still needed
+            for old in [j for j in grays if j not in (last, k, ref)]:  # keep what is needed
+                del grays[old]
+                smalls.pop(old, None)
             done += 1
             if progress:
                 progress("align", done, n)
             k += direction
     result.failed.sort()
-    if gain:
-        ref_frame = read(ref)
-        for k in range(n):
-            if transforms[k] is None:
-                result.gains.append(None)
-            elif k == ref:
-                result.gains.append(np.ones(1 if ref_frame.ndim == 2 else ref_frame.shape[2]))
-            else:
-                warped, covered = warp(read(k), transforms[k], shape)
-                result.gains.append(_gains(warped, ref_frame, covered))
-    else:
-        result.gains = [None if t is None else np.ones(1) for t in transforms]
+    result.gains = gains if gain else [None if t is None else np.ones(1) for t in transforms]
     return result
+
+
+def _reduced_colour(frame: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """``frame`` reduced to at most ``side`` pixels on its long side, channels last."""
+    h, w = frame.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    small = frame if scale == 1.0 else cv2.resize(
+        frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    small = np.asarray(small, np.float32)
+    return (small if small.ndim == 3 else small[..., None]), scale
+
+
+def _small_gains(small: np.ndarray, ref_small: np.ndarray, m: np.ndarray,
+                 shape: tuple[int, int]) -> np.ndarray:
+    """Per-channel gains of a frame against the reference, on their reduced copies, over the
+    pixels both cover (the full-size map ``m`` brought to the reduced grid)."""
+    s = ref_small.shape[1] / shape[1]
+    warped, covered = warp(small, _level(m, s), ref_small.shape[:2])
+    warped = warped.reshape(ref_small.shape)
+    return _gains(warped, ref_small, covered)

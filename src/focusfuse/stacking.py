@@ -58,6 +58,10 @@ def list_frames(items: Sequence[str | os.PathLike]) -> list[Path]:
     return out
 
 
+#: the memory FileFrames may keep decoded (and aligned) frames in, between passes
+CACHE_BYTES = 256 * 2**20
+
+
 class FileFrames(Frames):
     """Frames read from files, one at a time, resampled onto the reference's grid by an
     :class:`~focusfuse.align.Alignment` (if any) and gain-matched.
@@ -67,12 +71,16 @@ class FileFrames(Frames):
     """
 
     def __init__(self, paths: Sequence[Path], read: Callable, alignment=None,
-                 keep: Sequence[int] | None = None):
+                 keep: Sequence[int] | None = None, cache_bytes: int = CACHE_BYTES):
         self.all_paths = list(paths)
         self.keep = list(range(len(self.all_paths))) if keep is None else list(keep)
         self.read, self.alignment = read, alignment
         self._digests: dict[int, bytes] = {}
         self._last: tuple[int, tuple] | None = None  # the frame read last (one frame kept)
+        # frames kept after their first read, up to a fixed budget (so memory does not grow
+        # with the number of frames): the fusion reads each frame two to four times
+        self._kept: dict[int, tuple] = {}
+        self._budget = cache_bytes
 
     def __len__(self) -> int:
         return len(self.keep)
@@ -81,9 +89,18 @@ class FileFrames(Frames):
         return self.all_paths[self.keep[k]]
 
     def _load(self, k: int):
+        if k in self._kept:
+            return self._kept[k]
         if self._last is None or self._last[0] != k:
             self._last = None  # free the previous frame first
-            self._last = (k, self._read(k))
+            loaded = self._read(k)
+            size = loaded[0].nbytes + (0 if loaded[1] is None else loaded[1].nbytes)
+            used = sum(v[0].nbytes + (0 if v[1] is None else v[1].nbytes)
+                       for v in self._kept.values())
+            if used + size <= self._budget:
+                self._kept[k] = loaded
+                return loaded
+            self._last = (k, loaded)
         return self._last[1]
 
     def _read(self, k: int):
@@ -115,26 +132,38 @@ class FileFrames(Frames):
         return self._digests[k]
 
 
-def _survey(paths: Sequence[Path], read) -> int:
-    """Read every frame once, one at a time, and check that they have one size, one kind
-    (gray or colour) and one bit depth; returns the bit depth."""
-    from focusfuse.checks import check_images
+class _Reader:
+    """``read_image`` for the frames of one stack, checking each frame as it is first read
+    against the first one read: one size, one kind (gray or colour), one bit depth (the
+    messages name both files). The first pass over the frames (alignment, or the first
+    pass of the fusion) therefore checks them all before any output is written."""
 
-    shape, depths = None, []
-    for path in paths:
-        im = read(path)
-        depths.append(im.bit_depth)
-        if shape is None:
-            shape = im.pixels.shape
-        elif im.pixels.shape != shape:  # the message of fuse()'s check, with the file names
+    def __init__(self, read_options: dict | None):
+        self.options = read_options or {}
+        self.first = None  # (path, shape, bit depth)
+
+    def __call__(self, path: Path):
+        from focusfuse.checks import check_images
+        from focusfuse.io import read_image
+
+        im = read_image(path, with_depth=True, **self.options)
+        if self.first is None:
+            self.first = (path, im.pixels.shape, im.bit_depth)
+            return im
+        first, shape, depth = self.first
+        if im.pixels.shape != shape:  # the message of fuse()'s check, with the file names
             try:
                 check_images([np.zeros(shape, np.float32), np.zeros(im.pixels.shape, np.float32)])
             except ImageError as exc:
-                raise ValueError(exc.named([paths[0].name, path.name])) from None
-    if len(set(depths)) > 1:
-        desc = ", ".join(f"{p.name} ({d} bit)" for p, d in zip(paths, depths))
-        raise ValueError(f"frames mix bit depths: {desc}; convert them all to one depth first")
-    return depths[0]
+                raise ValueError(exc.named([first.name, path.name])) from None
+        if im.bit_depth != depth:
+            raise ValueError(f"frames mix bit depths: {first.name} has {depth} bits, {path.name} "
+                             f"{im.bit_depth}; convert them all to one depth first")
+        return im
+
+    @property
+    def bit_depth(self) -> int:
+        return self.first[2]
 
 
 def stack(frames, *, method: str = "cnn", align: bool = True, reference: int | None = None,
@@ -163,11 +192,8 @@ def align_stack(paths: Sequence[Path], *, reference: int | None = None, strict: 
     """The frames of ``paths`` aligned to ``reference``: ``(FileFrames, Alignment)``; frames
     that cannot be aligned are left out with a warning (an error with ``strict``)."""
     from focusfuse.align import align_frames
-    from focusfuse.io import read_image
 
-    def read(path):
-        return read_image(path, with_depth=True, **(read_options or {}))
-
+    read = read_options if isinstance(read_options, _Reader) else _Reader(read_options)
     alignment = align_frames(lambda k: read(paths[k]).pixels, len(paths), reference=reference,
                              progress=progress)
     keep = list(range(len(paths)))
@@ -208,21 +234,20 @@ def run_stack(frames, method: str, options, *, align: bool = True, reference: in
             source = _AlignedArrays(images, alignment)
             info["alignment"] = alignment
     else:
-        from focusfuse.io import read_image
-
         paths = [Path(f) for f in frames]
-
-        def read(path):
-            return read_image(path, with_depth=True, **(read_options or {}))
-
-        info["bit_depth"] = _survey(paths, read)
+        for path in paths:
+            if not path.is_file():
+                raise ValueError(f"{path}: no such file; check the path")
+        read = _Reader(read_options)
         if align:
             source, info["alignment"] = align_stack(paths, reference=reference, strict=strict,
-                                                    read_options=read_options, progress=progress)
+                                                    read_options=read, progress=progress)
         else:
             source = FileFrames(paths, read)
         info["paths"] = [paths[k] for k in source.keep]
     result = fuse_stack(source, method, options, progress=progress)
+    if isinstance(source, FileFrames):
+        info["bit_depth"] = read.bit_depth
     keep = getattr(source, "keep", None)
     if keep is not None and result.depth_map is not None:
         result.depth_map = np.asarray(keep, np.int16)[result.depth_map]

@@ -36,8 +36,9 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", **options) -> Fus
     a bad value a ``ValueError``, raised before any work is done.
 
     Returns a :class:`FusionResult`: the fused image (float32, clipped to [0, 1]) and the
-    maps of each step (the CNN methods fuse more than two images in series, one step per
-    added image).
+    maps of each step; three or more images are fused with one decision over all of them
+    (:mod:`focusfuse.fusion.stack`: no steps, a ``depth_map``), except by ``cnn-dtcwt``,
+    which fuses them in series, one step per added image.
     """
     spec = get_method(method)
     return spec.run(images, spec.make_options(options))

@@ -5,7 +5,8 @@ For two sources A and B: score map (the network, dense, stride 2) → focus map 
 overlapping 16×16 windows) → binary map (> 0.5) → small-region removal (area 0.01·H·W) →
 guided filter (r = 8, ε = 0.1, guided by the gray image fused through the binary map) →
 F = D·A + (1 − D)·B. Colour sources are scored in gray (MATLAB rgb2gray weights) and fused
-per channel with the same D. More than two sources are fused in series: the result of the
+per channel with the same D. More than two sources get one decision over all of them
+(:mod:`focusfuse.fusion.stack`); ``cnn-dtcwt`` fuses them in series, the result of the
 first two with the third, and so on.
 
 ``cnn-dtcwt`` keeps the decision and lets it weigh the DTCWT sub-bands of the sources at
