@@ -12,6 +12,7 @@ difference between neighbours matters less), then scaled to full size. After war
 each frame's colour channels get gains that match the reference's means over the pixels
 both cover (exposure and white-balance drift).
 
+A frame whose map moves no pixel by more than :data:`SNAP_PIXELS` is not resampled.
 A link whose ECC does not converge, whose correlation is below ``min_correlation``, or
 whose transform is implausible for a focus stack (scale outside 0.8–1.25, rotation over
 5°, shift over a fifth of the image) fails: that frame is left out and the next one is
@@ -29,7 +30,14 @@ import numpy as np
 
 from focusfuse.color import to_gray
 
-__all__ = ["Alignment", "align_frames", "estimate_link", "warp"]
+__all__ = ["SNAP_PIXELS", "Alignment", "align_frames", "estimate_link", "is_identity", "warp"]
+
+#: a frame whose estimated map moves no pixel by more than this is left as it is (the
+#: frames of a tripod: resampling would only soften them)
+SNAP_PIXELS = 0.1
+#: gains this close to 1 (a fifth of a percent: a twentieth of a gray level at mid-gray in
+#: 8 bits) are left at 1
+SNAP_GAIN = 0.002
 
 
 @dataclass
@@ -202,8 +210,25 @@ def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | 
                 progress("align", done, n)
             k += direction
     result.failed.sort()
+    for k, m in enumerate(transforms):  # a tripod's frames: no resampling for nothing
+        if m is not None and k != ref and _displacement(m, shape) < SNAP_PIXELS:
+            transforms[k] = np.eye(2, 3)
+    if gain:  # differences the eye cannot see are not worth a change of every pixel
+        gains = [None if g is None else np.where(np.abs(g - 1) < SNAP_GAIN, 1.0, g) for g in gains]
     result.gains = gains if gain else [None if t is None else np.ones(1) for t in transforms]
     return result
+
+
+def _displacement(m: np.ndarray, shape: tuple[int, int]) -> float:
+    """How far, in pixels, the map ``m`` moves the farthest corner of an (H, W) image."""
+    h, w = shape
+    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
+    moved = corners @ m[:, :2].T + m[:, 2]
+    return float(np.abs(moved - corners).max())
+
+
+def is_identity(m: np.ndarray | None) -> bool:
+    return m is not None and np.array_equal(m, np.eye(2, 3))
 
 
 def _reduced_colour(frame: np.ndarray, side: int) -> tuple[np.ndarray, float]:

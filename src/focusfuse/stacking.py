@@ -104,13 +104,18 @@ class FileFrames(Frames):
         return self._last[1]
 
     def _read(self, k: int):
-        from focusfuse.align import warp
+        from focusfuse.align import is_identity, warp
 
         index = self.keep[k]
         pixels = self.read(self.all_paths[index]).pixels
-        if self.alignment is None or index == self.alignment.reference:
+        m = None if self.alignment is None else self.alignment.transforms[index]
+        if m is None or is_identity(m):
+            gains = None if self.alignment is None or not self.alignment.gains else \
+                self.alignment.gains[index]
+            if gains is not None and not np.all(gains == 1):
+                pixels = np.clip(pixels * (gains.astype(np.float32) if pixels.ndim == 3
+                                           else np.float32(gains[0])), 0.0, 1.0)
             return pixels, None
-        m = self.alignment.transforms[index]
         warped, covered = warp(pixels, m, self.alignment.shape)
         gains = self.alignment.gains[index] if self.alignment.gains else None
         if gains is not None:
@@ -272,10 +277,11 @@ class _AlignedArrays(ArrayFrames):
         return len(self.keep)
 
     def _load(self, k):
-        from focusfuse.align import warp
+        from focusfuse.align import is_identity, warp
 
         index = self.keep[k]
-        if index == self.alignment.reference:
+        m = self.alignment.transforms[index]
+        if is_identity(m) and np.all(self.alignment.gains[index] == 1):
             return self.images[index], None
         warped, covered = warp(self.images[index], self.alignment.transforms[index],
                                self.alignment.shape)
