@@ -13,6 +13,7 @@ from scipy import ndimage
 
 import focusfuse.metrics as fm
 from focusfuse.metrics._common import as_gray255, matlab_round, normalize1
+from focusfuse.metrics.phase_congruency import _correlation as pc_correlation
 from focusfuse.metrics.phase_congruency import _filter_bank, phase_congruency
 
 FUNCS = {
@@ -36,6 +37,26 @@ def _texture(shape=(64, 72), seed=0) -> np.ndarray:
 
 def _to8(x: np.ndarray) -> np.ndarray:
     return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def _gauss(size: int, sigma: float) -> np.ndarray:
+    """MATLAB fspecial('gaussian') along one axis, normalised."""
+    x = np.arange(size) - (size - 1) / 2.0
+    g = np.exp(-x * x / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def _reference_correlation(x, xf, mask, window) -> np.ndarray:
+    """One map of metricZhao.m's ``correlation_coeffcient``: the local correlation of the
+    masked feature ``x`` with ``xf`` where ``mask`` is on, 0 elsewhere (filter2 'same',
+    zero padding, here scipy.ndimage.correlate)."""
+    def filt(z):
+        return ndimage.correlate(z, window, mode="constant")
+
+    g = x * mask
+    cov = filt(g * xf) - filt(g) * filt(xf)
+    var, var_f = filt(g * g) - filt(g) ** 2, filt(xf * xf) - filt(xf) ** 2
+    return np.where(mask, (cov + 1e-4) / (np.sqrt(np.abs(var * var_f)) + 1e-4), 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +242,96 @@ def test_qy_flat_windows_are_exact():
         assert fm.qy(y, y, y) == pytest.approx(1.0, abs=1e-12)
 
 
+def _exact_qy(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
+    """metricYang.m (yuliu316316/MFIF, evaluation/objective_metrics) in exact arithmetic.
+
+    An independent evaluation of the reference formulas: the 7x7 Gaussian window (sigma
+    1.5) as integer weights whose sum is the exact normaliser, the window sums of x, x^2
+    and xy of the integer gray levels in Python integers, so every local variance and
+    covariance is exact (0 in a constant window) before one correctly rounded division;
+    then SSIM with C1 = C2 = 2e-16, Yu Liu's guard (both variances 0: lambda = 0.5), the
+    0.75 threshold and the mean, as the reference writes them.
+    """
+    x = np.arange(7) - 3.0
+    g = np.exp(-x * x / (2 * 1.5**2))
+    w1 = [int(round(v)) for v in g / g.sum() * 2**40]
+    total = sum(w1) ** 2
+
+    def window_sum(z):
+        h, w = z.shape
+        rows = sum(w1[k] * z[k : h - 6 + k, :] for k in range(7))
+        return sum(w1[k] * rows[:, k : w - 6 + k] for k in range(7))
+
+    def exact(num, den):
+        return np.vectorize(lambda v: v / den, otypes=[np.float64])(num)
+
+    def ssim(p, q):
+        sp, sq = window_sum(p), window_sum(q)
+        mp, mq = exact(sp, total), exact(sq, total)
+        vp = exact(total * window_sum(p * p) - sp * sp, total * total)
+        vq = exact(total * window_sum(q * q) - sq * sq, total * total)
+        cpq = exact(total * window_sum(p * q) - sp * sq, total * total)
+        c = 2e-16
+        return ((2 * mp * mq + c) * (2 * cpq + c)) / ((mp * mp + mq * mq + c) * (vp + vq + c)), vp, vq
+
+    a, b, f = (np.asarray(v, dtype=np.int64).astype(object) for v in (a, b, f))
+    s_ab, va, vb = ssim(a, b)
+    s_af, s_bf = ssim(a, f)[0], ssim(b, f)[0]
+    guard = (va + vb == 0) * 0.5
+    lam = (va + guard) / (va + vb + 2 * guard)
+    similar = s_ab >= 0.75
+    q = (lam * s_af + (1 - lam) * s_bf) * similar + np.maximum(s_af, s_bf) * ~similar
+    return float(np.mean(q))
+
+
+def _large_constant_areas(seed: int) -> np.ndarray:
+    """A 60x70 8-bit image, mostly constant: levels 255, 37, 128 and 0, one noisy strip."""
+    rng = np.random.default_rng(seed)
+    x = np.full((60, 70), 255, dtype=np.uint8)
+    x[:, :20] = 37
+    x[30:, 20:45] = 128
+    x[:12, 60:] = 0
+    x[:, 48:58] = rng.integers(0, 256, (60, 10))
+    return x
+
+
+def test_qy_constant_windows_follow_the_reference_in_exact_arithmetic(triplet):
+    """Every case of a constant 7x7 window, against the reference formulas evaluated exactly.
+
+    A and B constant at the same level and at different levels (lambda = 0.5 by the
+    reference's guard), one source constant and the other textured (lambda 0 or 1), the
+    fused image constant at another level than a constant source (structure term C/C,
+    luminance term < 1), black windows (mean 0); then the triplet fixture inside a wide
+    constant frame (the frames differ by one level between the sources and the fused
+    image). Computed literally in floating point these windows give ratios of round-off.
+    """
+    a, b, f = (_large_constant_areas(seed) for seed in (1, 2, 3))
+    b[5:25, 25:45] = 200
+    f[40:, :10] = 36
+    assert fm.qy(a, b, f) == pytest.approx(_exact_qy(a, b, f), abs=1e-12)
+    framed = [np.pad(x, 30, constant_values=level) for x, level in zip(triplet, (240, 240, 241))]
+    assert fm.qy(*framed) == pytest.approx(_exact_qy(*framed), abs=1e-12)
+
+
+def test_qy_of_constant_images_is_the_luminance_term():
+    """With all three images constant, every window is constant: SSIM(X, Y) is its
+    luminance term (2xy + C) / (x^2 + y^2 + C) and lambda is 0.5 (Yang et al.'s rule on
+    the exact moments)."""
+    def lum(x, y):
+        return (2 * x * y + 2e-16) / (x * x + y * y + 2e-16)
+
+    def const(level):
+        return np.full((20, 24), level, dtype=np.uint8)
+
+    # A, B similar (SSIM(A, B) >= 0.75): the average of the two
+    assert fm.qy(const(100), const(120), const(110)) == pytest.approx(
+        0.5 * lum(100, 110) + 0.5 * lum(120, 110), abs=1e-15)
+    # A, B dissimilar: the larger of the two
+    assert lum(20, 200) < 0.75
+    assert fm.qy(const(20), const(200), const(190)) == pytest.approx(lum(200, 190), abs=1e-15)
+    assert fm.qy(const(0), const(0), const(0)) == 1.0
+
+
 # --- phase congruency ------------------------------------------------------------
 
 
@@ -246,6 +357,54 @@ def test_phase_congruency_single_and_double_precision_agree():
         np.testing.assert_allclose(s, d, atol=1e-5)
     with pytest.raises(ValueError, match="precision must be 'single' or 'double'"):
         phase_congruency(img, precision="half")
+
+
+def _lines(shift: int, low: int, high: int) -> np.ndarray:
+    """48x64 image of vertical one-pixel lines every 8 columns, starting at ``shift``."""
+    img = np.full((48, 64), low, dtype=np.uint8)
+    img[:, (np.arange(64) % 8) == shift] = high
+    return img
+
+
+def test_qp_correlation_keeps_negative_values():
+    """Q_X is the mean of max(res1, res2, res3) over the three masked correlation maps,
+    negative values kept (metricZhao.m's ``max(buffer, [], 3)``), not floored at 0."""
+    rng = np.random.default_rng(7)
+    f1 = 1.0 + ndimage.gaussian_filter(rng.random((40, 44)), 2.0) * 10
+    f2 = 2.0 + 0.5 * f1 + 0.1 * ndimage.gaussian_filter(rng.random((40, 44)), 2.0)
+    f_max = np.maximum(f1, f2)
+    ff = -f1  # the fused features invert the sources' everywhere
+    on = np.ones(ff.shape, dtype=bool)
+    window = np.outer(_gauss(11, 1.5), _gauss(11, 1.5))
+    res = np.stack([_reference_correlation(x, ff, on, window) for x in (f1, f2, f_max)])
+    assert np.all(res < 0)  # all three negative at every pixel
+    assert pc_correlation(f1, f2, f_max, ff, on, on, on) == pytest.approx(res.max(axis=0).mean(), rel=1e-9)
+
+
+def test_qp_is_negative_when_fused_features_move_between_the_sources():
+    """A fused image whose lines lie halfway between the sources' lines inverts their local
+    phase-congruency structure: on A's and B's features all three correlations of PC are
+    negative, Q_PC < 0 and so QP < 0 (a zero floor gave Q_PC ~ 8e-6 and QP > 0). QP equals
+    an independent evaluation of metricZhao.m on the same phase-congruency maps."""
+    a, b, f = _lines(0, 60, 200), _lines(0, 90, 170), _lines(4, 60, 200)
+    maps = [phase_congruency(x.astype(np.float64)) for x in (a, b, f)]
+    take1 = maps[0][0] > maps[1][0]
+    mask1, mask2 = maps[0][0] > 0.1, maps[1][0] > 0.1
+    mask3 = np.where(take1, maps[0][0], maps[1][0]) > 0.1
+    window = np.outer(_gauss(11, 1.5), _gauss(11, 1.5))
+    q, negative = 1.0, []
+    for k in range(3):  # PC, M, m
+        x1, x2, xf = maps[0][k], maps[1][k], maps[2][k]
+        res = np.stack([
+            _reference_correlation(x, xf, m, window)
+            for x, m in ((x1, mask1), (x2, mask2), (np.where(take1, x1, x2), mask3))
+        ])
+        negative.append(np.all(res < 0, axis=0).sum())
+        q *= res.max(axis=0).sum() / mask3.sum()
+    assert negative[0] > 0.9 * mask3.sum()  # PC: all three negative on nearly every feature pixel
+    assert q < 0
+    assert fm.qp(a, b, f) == pytest.approx(q, rel=1e-9)
+    assert fm.qp(a, b, a) > 0.99
 
 
 def test_phase_congruency_finds_a_step_edge():

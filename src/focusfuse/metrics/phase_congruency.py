@@ -13,7 +13,12 @@ with local statistics from an 11 x 11 Gaussian window (sigma 1.5), is taken over
 pixels where the source's phase congruency exceeds 0.1 (for X = A, B, and the
 pointwise maximum of A and B); the pixelwise maximum of the three maps (0 where a map's
 mask is off), summed and divided by the number of pixels of the "maximum" mask, is Q_X,
-and QP = Q_PC * Q_M * Q_m.
+and QP = Q_PC * Q_M * Q_m. The maximum keeps negative values: where all three masks
+are on and all three correlations are negative, it is negative, as ``max(buffer, [], 3)``
+in ``correlation_coeffcient`` of ``metricZhao.m`` (zhengliu6699/imageFusionMetrics; the
+README of the survey's copy, yuliu316316/MFIF evaluation/objective_metrics, lists it
+among the files it did not correct). So Q_X, and QP, can be negative for a fused image
+whose features contradict the sources'.
 
 Phase congruency follows Z. Liu's ``myphasecong3.m`` (Kovesi's ``phasecong3`` of 2005
 with his defaults): 4 scales, 6 orientations, shortest wavelength 3, scale factor 2.1,
@@ -217,7 +222,7 @@ def _correlation(f1, f2, f_max, ff, mask1, mask2, mask3) -> float:
     filt = lambda z: correlate_sep(z, _WINDOW)  # noqa: E731
     mu_f = filt(ff)
     var_f = filt(ff * ff) - mu_f * mu_f
-    best = np.zeros_like(ff)
+    best = None
     for feat, mask in ((f1, mask1), (f2, mask2), (f_max, mask3)):
         g = feat * mask
         mu = filt(g)
@@ -225,7 +230,9 @@ def _correlation(f1, f2, f_max, ff, mask1, mask2, mask3) -> float:
         cov = filt(g * ff) - mu * mu_f
         res = np.zeros_like(ff)
         res[mask] = (cov[mask] + _C) / (np.sqrt(np.abs(var[mask] * var_f[mask])) + _C)
-        np.maximum(best, res, out=best)
+        # max(res1, res2, res3) as the reference takes it: negative correlations are kept
+        # (no floor at 0; each map is 0 only off its own mask).
+        best = res if best is None else np.maximum(best, res)
     return float(best.sum() / mask3.sum())
 
 
@@ -252,6 +259,8 @@ def qp(a, b, fused) -> float:
     ``a`` and ``b`` are the sources, ``fused`` the fused image: (H, W) or (H, W, 3),
     uint8, uint16 or float in [0, 1]. Nearly symmetric in ``a`` and ``b``: where
     their phase congruency ties, the reference takes B's moments as the maximum.
-    Returns NaN when no pixel of either source has phase congruency above 0.1.
+    Returns NaN when no pixel of either source has phase congruency above 0.1. It is
+    negative when the fused image's features anti-correlate with the sources' (see the
+    module notes).
     """
     return _qp_gray(*check_triplet(a, b, fused))

@@ -12,22 +12,38 @@ Conventions of the survey's ``metricYang.m``: raw gray 0..255 doubles; SSIM with
 Gaussian window (sigma 1.5, normalised to sum 1), 'valid' windows only, and constants
 C1 = C2 = 2e-16; where s_A + s_B = 0 both count as 0.5 (lambda = 0.5).
 
-Flat windows. With C = 2e-16 the structure term (2 s_XY + C) / (s_X + s_Y + C) of a
-window where the images are constant is 0/0 regularised by C, so its value hangs on the
-round-off of E[x^2] - E[x]^2 (about 1e-12 for 0..255 values, four orders above C): the
-reference code gives QY > 1 on lytro-04 and lytro-14 under Octave while the published
-MATLAB values are ordinary, and the literal formula with this module's filtering gives
-QY up to 3.2 on lytro-06 and lytro-19 instead: which pairs break depends on the
-summation order of the convolution (within a flat window, lambda = s_A / (s_A + s_B)
-becomes a ratio of round-off residues of either sign, unbounded). We compute the
-moments of a window that is constant in an image exactly: its variance, and its
-covariance with any other image, are 0, as they are mathematically. Then two constant
-windows have structure term C/C = 1 (they agree), and a constant window against a
-textured one has structure term ~C/s ~ 0, as in the reference code. Windows that are
-not constant have variances of 1e-5 or more (one gray level in a 7 x 7 Gaussian
-window), far above the round-off, and are unaffected. On the 120 Lytro triplets of the
-survey this matches the published values within 1.3e-4 (the residue: MATLAB's own
-round-off in the flat windows, which cannot be reproduced).
+Flat windows: the rule of the reference in exact arithmetic. In a 7 x 7 window where an
+image X is constant, its local variance s_X and its covariance s_XY with any image are
+exactly 0 (the weights sum to 1). The reference formulas then give:
+
+- X and Y both constant: structure term (2 s_XY + C2) / (s_X + s_Y + C2) = C2 / C2 = 1,
+  so SSIM(X, Y) is the luminance term (2 m_X m_Y + C1) / (m_X^2 + m_Y^2 + C1) (1 for equal
+  levels, 1 for two black windows);
+- X constant, Y not: structure term C2 / (s_Y + C2), below 2e-13 for 8-bit levels (one
+  gray level of change in a 7 x 7 Gaussian window already gives s_Y >= 1.3e-3), so
+  SSIM ~ 0;
+- lambda = s_A / (s_A + s_B): 0.5 where both sources are constant (Yu Liu's guard of the
+  survey's ``metricYang.m``, ``buffer == 0``, fires), 0 where only A is, 1 where only B is.
+
+This module computes exactly that: in windows where an image is constant its variance
+and covariances are set to 0 (no other window is touched); everything else is the
+reference's formula. ``tests/test_metrics.py`` checks it against an independent
+evaluation of the reference formulas in exact integer arithmetic, on images with large
+constant areas of several levels, to 1e-12; on Lytro triplets, also with 60-pixel
+edge-replicated borders, the two agree to 5e-13.
+
+Computed literally in floating point, as the reference code does, the same windows give
+ratios of round-off: E[x^2] - E[x]^2 of a constant 0..255 window is a residue of about
+1e-12 of either sign, four orders above C = 2e-16, the guard rarely fires, and lambda
+and the structure terms become ratios of residues, unbounded. Which windows go wrong
+depends on the summation order of the filtering: the reference gives QY > 1 on lytro-04
+and lytro-14 under Octave while the published MATLAB values are ordinary, the literal
+formula with this module's filtering gives QY up to 3.2 on lytro-06 and lytro-19, and
+on images with many constant windows the literal value can also be wrong while looking
+ordinary (0.78 instead of 0.82 in the test's image). No rule can reproduce that
+round-off; the exact-arithmetic rule matches the survey's published values within
+1.3e-4 on the 120 Lytro triplets (the residue: MATLAB's own round-off in the flat
+windows of those images).
 """
 
 from __future__ import annotations
