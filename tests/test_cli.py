@@ -1,8 +1,9 @@
 """Tests of the command line (focusfuse.cli): bad input, and successful runs.
 
 Every bad input gets a one-line message, exit code 2, no output file, and leaves the inputs
-as they were. These checks all happen before the model is loaded, so they run without
-weights; the successful CNN runs use the authors' weights from ../shared via --weights.
+as they were. These checks all happen before the model is loaded; the successful CNN runs
+use the authors' weights from ../shared via --weights (skipped without them) or the
+shipped fast model.
 """
 
 from __future__ import annotations
@@ -208,8 +209,11 @@ def test_save_steps_of_three_images(tmp_path, capsys, mat_weights):
     steps = tmp_path / "steps"
     assert main(["fuse", *map(str, srcs), "-o", str(tmp_path / "f.png"), "--weights",
                  str(mat_weights), "--save-steps", str(steps), *CNN]) == 0
+    # three images: one decision over all (a stack), so a depth map instead of pair maps
     names = sorted(p.name for p in steps.iterdir() if not p.name.startswith("features-"))
-    assert len(names) == 10 and names[0] == "step1-binary.png" and names[-1] == "step2-score.png"
+    assert names == ["depth.png"]
+    depth = read_image(steps / "depth.png", with_depth=True)
+    assert depth.bit_depth == 16 and set(np.unique(np.rint(depth.pixels * 2))) <= {0, 1, 2}
     assert len(list(steps.glob("features-conv*.png"))) == 3  # one picture per conv layer
 
 
@@ -335,3 +339,15 @@ def test_the_model_is_loaded_once_for_fusing_and_feature_maps(tmp_path, capsys, 
     assert main(argv) == 0
     assert "feature-map pictures" in capsys.readouterr().out
     assert calls == ["fast"]
+
+
+def test_sources_with_alpha_fuse_to_png_and_are_refused_for_jpeg(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    for path in (a, b):
+        write_image(path, rng.random((40, 40, 4)).astype(np.float32))
+    out = tmp_path / "f.png"
+    assert main(["fuse", str(a), str(b), "-o", str(out), "--method", "laplacian"]) == 0
+    assert read_image(out).shape == (40, 40, 4)
+    _fails(capsys, [a, b, "-o", tmp_path / "f.jpg", "--method", "laplacian"], [a, b],
+           tmp_path / "f.jpg", "JPEG cannot hold the alpha channel")

@@ -138,10 +138,16 @@ def test_rejects_gray_and_colour_mix():
         fuse([texture(), _colour(3)])
 
 
-def test_rejects_integer_arrays():
-    a8 = (texture() * 255).astype(np.uint8)
-    with pytest.raises(TypeError, match="uint8"):
-        fuse([a8, a8])
+def test_takes_8_and_16_bit_codes_as_the_metrics_do_and_rejects_other_integers():
+    a, b = texture(seed=1), texture(seed=2)
+    a8, b8 = (np.floor(x * 255 + 0.5).astype(np.uint8) for x in (a, b))
+    as_float = fuse([a8 / np.float32(255), b8 / np.float32(255)], method="laplacian").fused
+    np.testing.assert_array_equal(fuse([a8, b8], method="laplacian").fused, as_float)
+    a16 = a8.astype(np.uint16) * 257  # the same levels in 16 bits
+    np.testing.assert_allclose(fuse([a16, b8.astype(np.uint16) * 257], method="laplacian").fused,
+                               as_float, atol=1e-6)
+    with pytest.raises(TypeError, match="int32"):
+        fuse([a8.astype(np.int32)] * 2)
 
 
 def test_rejects_bad_channel_count():

@@ -308,3 +308,111 @@ def test_layout_is_read_from_the_tensors(tmp_path):
     assert arch_of(loaded) == "fast-wide"
     x = torch.rand(2, 1, 16, 16)
     torch.testing.assert_close(loaded(x, x), model.eval()(x, x))
+
+
+# hostile and damaged weight files --------------------------------------------------------
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_weights_are_refused_on_load(tmp_path, value):
+    # before: all-NaN weights loaded, and fusion silently gave source B
+    model = create_model("fast")
+    with torch.no_grad():
+        model.conv2.weight[0, 0, 1, 1] = value
+    path = save_weights(model, tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match=r"w.safetensors: layer conv2.weight holds 1 NaN or "
+                                         r"infinite value\(s\) of 4608"):
+        load_weights(path)
+
+
+def test_non_finite_weights_are_refused_before_fusing(tmp_path):
+    from focusfuse import fuse
+
+    model = create_model("fast")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(math.nan)
+    path = save_weights(model, tmp_path / "nan.safetensors")
+    image = np.random.default_rng(0).random((40, 40)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"nan.safetensors: layer conv1\.\w+ holds"):
+        fuse([image, image], weights=path)
+
+
+def test_non_finite_mat_weights_are_refused(tmp_path):
+    from scipy.io import savemat
+
+    w = {"weights_b1_1": np.zeros((9, 64)), "weights_b1_2": np.zeros((64, 9, 128)),
+         "weights_b1_3": np.zeros((128, 9, 256)), "weights_output": np.zeros((512, 64, 2)),
+         "biases_b1_1": np.zeros(64), "biases_b1_2": np.zeros(128),
+         "biases_b1_3": np.full(256, np.nan)}
+    savemat(tmp_path / "cnnmodel.mat", w)
+    with pytest.raises(ValueError, match="cnnmodel.mat: layer conv3.bias holds 256 NaN"):
+        load_weights(tmp_path / "cnnmodel.mat")
+
+
+def test_wrong_shapes_are_one_line_naming_the_file_and_the_layer(tmp_path):
+    # before: two lines of PyTorch's "Error(s) in loading state_dict" text
+    from safetensors.torch import save_file
+
+    tensors = {k: v.contiguous() for k, v in create_model("fast").state_dict().items()}
+    tensors["conv2.weight"] = torch.zeros(32, 8, 3, 3)  # in-channels of another layout
+    save_file(tensors, str(tmp_path / "w.safetensors"), metadata={"arch": "fast"})
+    with pytest.raises(ValueError) as exc:
+        load_weights(tmp_path / "w.safetensors")
+    text = str(exc.value)
+    assert "\n" not in text
+    assert "w.safetensors does not fit the 'fast' model: layer conv2.weight has shape " \
+           "(32, 8, 3, 3) in the file, the model's is (32, 16, 3, 3)" in text
+
+
+def test_a_missing_or_extra_layer_is_named(tmp_path):
+    from safetensors.torch import save_file
+
+    tensors = {k: v.contiguous() for k, v in create_model("fast").state_dict().items()}
+    save_file({k: v for k, v in tensors.items() if k != "conv3.bias"},
+              str(tmp_path / "less.safetensors"), metadata={"arch": "fast"})
+    save_file({**tensors, "conv4.weight": torch.zeros(3)}, str(tmp_path / "more.safetensors"),
+              metadata={"arch": "fast"})
+    with pytest.raises(ValueError, match="less.safetensors does not fit .*no layer conv3.bias"):
+        load_weights(tmp_path / "less.safetensors")
+    with pytest.raises(ValueError, match="more.safetensors does not fit .*a layer conv4.weight"):
+        load_weights(tmp_path / "more.safetensors")
+
+
+def test_an_unknown_name_lists_the_shipped_models():
+    # before: "weights file fastest does not exist; check --weights" (a flag, in the API)
+    from focusfuse.checks import OptionError
+
+    with pytest.raises(OptionError, match=r"weights 'fastest' is neither a shipped model "
+                                          r"\(paper, fast\) nor a file") as exc:
+        load_weights("fastest")
+    assert exc.value.option == "weights" and "--" not in str(exc.value)
+
+
+def test_library_messages_name_no_command_line_flag(tmp_path, monkeypatch):
+    import focusfuse.models as models
+
+    messages = []
+    for call in (lambda: load_weights(tmp_path / "missing.safetensors"),
+                 lambda: load_weights(tmp_path)):
+        with pytest.raises(ValueError) as exc:
+            call()
+        messages.append(str(exc.value))
+    monkeypatch.setattr(models, "default_weights_path", lambda name="paper": tmp_path / "gone")
+    with pytest.raises(ValueError) as exc:
+        load_weights(None)
+    messages.append(str(exc.value))
+    assert not [m for m in messages if "--" in m], messages
+
+
+def test_an_interrupted_save_leaves_no_temporary(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    def interrupted(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_weights(create_model("fast"), tmp_path / "w.safetensors")
+    assert list(tmp_path.iterdir()) == []

@@ -169,7 +169,7 @@ def test_list_images_errors(tmp_path, image_folder):
 
 
 def test_holdout_suffix_without_files(tmp_path, image_folder):
-    with pytest.raises(ValueError, match="holdout-suffix"):
+    with pytest.raises(ValueError, match="holdout_suffix ..tif. leaves 6 training and 0 validation"):
         split_files(_config(image_folder, tmp_path, holdout_suffix=".tif"))
 
 
@@ -385,3 +385,84 @@ def test_hard_val_pairs_may_change_on_resume(trained, image_folder, tmp_path):
     shutil.copytree(trained[0], out)
     train(_config(image_folder, out, steps=9, hard_val_pairs=0), progress=lambda s: None)
     assert "hard_val_accuracy" not in _log(out)[-1]
+
+
+# refusals before any work ----------------------------------------------------------------
+
+def test_unknown_arch_is_refused_when_the_config_is_made(tmp_path, image_folder):
+    from focusfuse.checks import OptionError
+
+    with pytest.raises(OptionError, match="arch must be one of 'paper', 'released'.*got 'bogus'"):
+        _config(image_folder, tmp_path / "out", arch="bogus")
+
+
+@pytest.mark.parametrize("kw,option", [({"lr": 0.0}, "lr"), ({"momentum": 1.5}, "momentum"),
+                                       ({"threads": 0}, "threads"), ({"patience": 0}, "patience"),
+                                       ({"blur_kernel": "box"}, "blur_kernel")])
+def test_bad_settings_name_their_option(tmp_path, image_folder, kw, option):
+    from focusfuse.checks import OptionError
+
+    with pytest.raises(OptionError, match=f"^{option} ") as exc:
+        _config(image_folder, tmp_path / "out", **kw)
+    assert exc.value.option == option
+
+
+def test_refusals_leave_no_run_folder(tmp_path, image_folder):
+    # before: --out was made before the checks
+    with pytest.raises(ValueError, match="does not exist"):
+        train(_config(tmp_path / "no-data", tmp_path / "out"), progress=lambda s: None)
+    with pytest.raises(ValueError, match="holdout_suffix"):
+        train(_config(image_folder, tmp_path / "out", holdout_suffix=".tif"),
+              progress=lambda s: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, image_folder):
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(ValueError, match="out .* is a file; give a folder"):
+        train(_config(image_folder, tmp_path / "out"), progress=lambda s: None)
+
+
+def test_resume_with_other_settings_is_refused_before_the_data_is_built(
+        trained, image_folder, monkeypatch):
+    # before: the blur cascades and validation pairs were built first (minutes on BSDS500)
+    import focusfuse.train.loop as loop
+
+    def built(*args, **kwargs):
+        raise AssertionError("the training data was built before the check")
+
+    monkeypatch.setattr(loop.PatchPairSampler, "from_files", built)
+    out, _ = trained
+    with pytest.raises(ValueError, match=r"other settings \(lr\)"):
+        train(_config(image_folder, out, lr=0.5), progress=lambda s: None)
+
+
+def test_a_damaged_checkpoint_is_one_message(trained, image_folder, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained[0], out)
+    (out / "checkpoint.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="checkpoint.safetensors is damaged"):
+        train(_config(image_folder, out, steps=9), progress=lambda s: None)
+
+
+def test_temporaries_of_a_killed_run_are_removed_on_resume(trained, image_folder, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained[0], out)
+    for name in ("checkpoint.tmp", "state.tmp", "model.safetensors.tmp"):
+        (out / name).write_bytes(b"partial")  # what a SIGKILL while saving leaves
+    train(_config(image_folder, out, steps=9), progress=lambda s: None)
+    assert not list(out.glob("*.tmp"))
+
+
+def test_command_line_refuses_a_bogus_arch_at_once(tmp_path, image_folder, capsys):
+    from focusfuse.cli import main
+
+    code = main(["train", str(image_folder), "--out", str(tmp_path / "out"), "--arch", "bogus"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("focusfuse train: error: --arch must be one of 'paper'")
+    assert not (tmp_path / "out").exists()

@@ -14,6 +14,7 @@ the option checks without loading PyTorch, SciPy or OpenCV.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -21,16 +22,27 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_CHANNELS", "ImageError", "OptionError", "UnknownOptionError",
-           "check_choice", "check_device", "check_fraction", "check_images", "check_int",
-           "check_levels", "check_odd_window", "check_output_channels", "check_output_path",
-           "check_positive", "check_steps_folder", "outside_stacklevel"]
+__all__ = ["FLOAT_SLACK", "IMAGE_CHANNELS", "MAX_PIXELS", "ImageError", "OptionError",
+           "UnknownOptionError", "check_choice", "check_device", "check_fraction",
+           "check_images", "check_int", "check_levels", "check_max_pixels", "check_odd_window",
+           "check_output_channels", "check_output_folder", "check_output_path",
+           "check_pixel_count", "check_positive", "check_steps_folder", "outside_stacklevel",
+           "value_range_problem"]
 
 #: the channel counts every method accepts in (H, W, C) images: gray kept as a channel,
 #: colour, and colour with alpha (alpha is not scored and is blended like the others)
 IMAGE_CHANNELS = (1, 3, 4)
 #: the image files focusfuse reads and writes
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: the most pixels (height × width) of one frame that :func:`focusfuse.read_image` decodes
+#: unless told otherwise: 2**28, about 268 million (16384 × 16384; 3 GiB as float32 colour).
+#: Checked against the file's header before decoding, so a small file that claims a huge
+#: image (a decompression bomb) is refused at once (docs/robustness.md)
+MAX_PIXELS = 2**30 // 4
+#: how far a float image's values may stray outside [0, 1] (a filter's ringing) and still be
+#: taken as an image in [0, 1]: clipped, with a warning. Further out they are the wrong
+#: scale (0..255 passed as float) and refused. The metrics use the same bound
+FLOAT_SLACK = 0.5
 
 
 class ImageError(ValueError):
@@ -85,7 +97,9 @@ def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The sources of a fusion: two or more float arrays in [0, 1] of one shape.
 
     Each is (H, W) gray or (H, W, C) with C in :data:`IMAGE_CHANNELS`; anything that
-    ``np.asarray`` turns into such an array is accepted (nested lists too). NaN or infinity
+    ``np.asarray`` turns into such an array is accepted (nested lists too). uint8 and
+    uint16 arrays are taken as 8- and 16-bit codes (x / 255, x / 65535, as float32), as
+    :func:`focusfuse.metrics.evaluate` takes them. NaN or infinity
     is an error; values outside [0, 1] a warning (naming the line that called focusfuse),
     and the fused image is clipped. Returns the arrays.
     """
@@ -96,10 +110,12 @@ def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
     if len(images) < 2:
         raise ValueError(f"fusion needs at least two images; got {len(images)}")
     for i, im in enumerate(images):
+        if im.dtype in (np.uint8, np.uint16):  # 8- and 16-bit codes, as the metrics take them
+            images[i] = im = im.astype(np.float32) / np.float32(255 if im.dtype == np.uint8 else 65535)
         if im.dtype == bool or not np.issubdtype(im.dtype, np.floating):
             raise TypeError(
-                f"images[{i}] has dtype {im.dtype}; pass float arrays in [0, 1] "
-                "(focusfuse.read_image returns them, or divide by 255 or 65535)")
+                f"images[{i}] has dtype {im.dtype}; pass float arrays in [0, 1], or uint8 or "
+                "uint16 codes (focusfuse.read_image returns float32)")
         if im.ndim not in (2, 3) or (im.ndim == 3 and im.shape[2] not in IMAGE_CHANNELS):
             raise ImageError("{} must be (H, W) gray or (H, W, C) with C = 1, 3 or 4 (gray, "
                              f"colour, colour and alpha); got shape {im.shape}", i)
@@ -115,16 +131,51 @@ def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
         if im.shape[:2] != first[:2]:
             raise ImageError(f"images must have the same size; got {{}} {first[1]}×{first[0]} "
                              f"and {{}} {im.shape[1]}×{im.shape[0]}; align or crop them first", 0, i)
+        if 4 in (first[2:] + im.shape[2:]):
+            raise ImageError(f"images must have the same channels; got {{}} {first} and {{}} "
+                             f"{im.shape}; drop the alpha channel or add one to all", 0, i)
         raise ImageError(f"images must have the same channels; got {{}} {first} and {{}} "
-                         f"{im.shape}; drop the alpha channel or add one to all", 0, i)
+                         f"{im.shape}; give gray images all as (H, W) or all as (H, W, 1)", 0, i)
     for i, im in enumerate(images):
-        lo, hi = float(np.min(im)), float(np.max(im))
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise ImageError("{} contains NaN or infinity; fill or drop those pixels", i)
-        if lo < -1e-6 or hi > 1 + 1e-6:
-            warnings.warn(f"images[{i}] has values outside [0, 1] (min {lo:.3g}, max {hi:.3g}); "
-                          "the fused image is clipped to [0, 1]", stacklevel=outside_stacklevel())
+        problem = value_range_problem(float(np.min(im)), float(np.max(im)))
+        if problem and problem[0] == "error":
+            raise ImageError("{} " + problem[1], i)
+        if problem:
+            warnings.warn(f"images[{i}] {problem[1]}; the fused image is clipped to [0, 1]",
+                          stacklevel=outside_stacklevel())
     return images
+
+
+def value_range_problem(lo: float, hi: float) -> tuple[str, str] | None:
+    """What is wrong with float pixels whose least and greatest values are ``lo`` and ``hi``:
+    None (within [0, 1]), ``("warn", text)`` (a little outside: clipped) or
+    ``("error", text)`` (NaN or infinity, or the wrong scale). ``text`` follows the name of
+    the image. The one rule of :func:`check_images` (fuse), :func:`focusfuse.read_image`
+    (float TIFF) and the metrics' :data:`FLOAT_SLACK`."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "error", "contains NaN or infinity; fill or drop those pixels"
+    if lo < -FLOAT_SLACK or hi > 1 + FLOAT_SLACK:
+        return "error", (f"has values from {lo:.4g} to {hi:.4g}, far outside [0, 1]; scale "
+                         "them to [0, 1] first (0..255 values: divide by 255)")
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        return "warn", f"has values outside [0, 1] (min {lo:.3g}, max {hi:.3g})"
+    return None
+
+
+def check_max_pixels(value) -> int:
+    """The pixel limit of one frame (:data:`MAX_PIXELS`), an integer >= 1."""
+    return check_int("max_pixels", value, minimum=1,
+                     hint=f"the default is {MAX_PIXELS} (2**28)")
+
+
+def check_pixel_count(width: int, height: int, max_pixels: int, source: str) -> None:
+    """An image of ``width`` × ``height`` pixels (as its file's header says) is within
+    ``max_pixels``; raises a ValueError naming ``source`` otherwise."""
+    if width * height > max_pixels:
+        raise ValueError(
+            f"{source}: the file says {width}×{height} pixels ({width * height / 1e6:,.0f} "
+            f"million), more than the limit of {max_pixels / 1e6:,.0f} million; a damaged or "
+            "hostile file? If the image is real, raise max_pixels")
 
 
 def check_levels(levels, shape: tuple[int, int]) -> int:
@@ -209,6 +260,9 @@ def check_output_path(path, *, bit_depth: int | None = None, inputs: Sequence = 
                           "or write 8 bits", "bit_depth")
     if not path.parent.is_dir():
         raise OptionError(f"output folder {path.parent} does not exist; create it first", "output")
+    if not _writable(path.parent):
+        raise OptionError(f"output folder {path.parent} is not writable; choose another folder "
+                          "or change its permissions", "output")
     for src in map(Path, inputs):
         if path.resolve() == src.resolve() or (path.exists() and src.exists()
                                                and path.samefile(src)):
@@ -236,7 +290,11 @@ def check_steps_folder(folder, *, keep: Sequence = (), overwrite: bool = False) 
         raise OptionError(f"steps folder {folder} is a file; give a folder (it is created if "
                           "needed)", "save_steps")
     if not folder.exists():
+        _check_can_create(folder, "steps folder", "save_steps")
         return folder
+    if not _writable(folder):
+        raise OptionError(f"steps folder {folder} is not writable; choose another folder",
+                          "save_steps")
     inside = [p for p in map(Path, keep) if p.exists() and p.resolve().parent == folder.resolve()]
     if inside:
         raise OptionError(f"steps folder {folder} holds {inside[0].name}, which this command "
@@ -246,3 +304,36 @@ def check_steps_folder(folder, *, keep: Sequence = (), overwrite: bool = False) 
         raise OptionError(f"steps folder {folder} is not empty; choose a new folder or allow "
                           "replacing its maps", "overwrite")
     return folder
+
+
+def check_output_folder(folder, option: str = "out") -> Path:
+    """A folder to write into, made later by the caller: an existing, writable folder, or
+    a path whose nearest existing parent is a writable folder (nothing is created here)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OptionError(f"{option} {folder} is a file; give a folder (it is created if "
+                          "needed)", option)
+    if folder.is_dir():
+        if not _writable(folder):
+            raise OptionError(f"{option} {folder} is not writable; choose another folder",
+                              option)
+        return folder
+    _check_can_create(folder, option, option)
+    return folder
+
+
+def _writable(folder: Path) -> bool:
+    """Whether this process may make files in ``folder`` (os.access: the permissions, a
+    read-only file system, an immutable folder; root passes the permission bits)."""
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _check_can_create(folder: Path, what: str, option: str) -> None:
+    parent = folder.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OptionError(f"{what} {folder} cannot be made: {parent} is a file", option)
+    if not _writable(parent):
+        raise OptionError(f"{what} {folder} cannot be made: {parent} is not writable; choose "
+                          "another folder", option)

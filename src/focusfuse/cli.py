@@ -132,8 +132,9 @@ def _add_fuse(sub) -> None:
     p = sub.add_parser(
         "fuse", help="fuse two or more images focused at different depths",
         description="Fuse images of one scene focused at different depths into one image that "
-                    "is sharp everywhere. Three or more images are fused in series. Each "
-                    "method takes only its own options.",
+                    "is sharp everywhere. Three or more images are fused with one decision "
+                    "over all of them, as they are (for a focus stack to align first, use "
+                    "focusfuse stack). Each method takes only its own options.",
         formatter_class=_Help)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="source images (PNG, JPEG, TIFF; 8 or 16 bit)")
     p.add_argument("-o", "--output", required=True, help="fused image to write (.png, .tif, .jpg)")
@@ -149,6 +150,7 @@ def _add_fuse(sub) -> None:
     g.add_argument("--bit-depth", type=int, choices=[8, 16], default=None,
                    help="output bit depth (default: 16 if any input is 16 bit and the output "
                         "is PNG or TIFF, else 8)")
+    _add_input_options(p)
 
 
 def _run_fuse(args) -> int:
@@ -165,7 +167,7 @@ def _run_fuse(args) -> int:
         checks.check_steps_folder(args.save_steps, keep=[*inputs, output], overwrite=args.overwrite)
     method = get_method(args.method)
     options = method.make_options(_given_options(args))  # every setting, before any work
-    images = [read_image(p, with_depth=True) for p in inputs]
+    images = [read_image(p, with_depth=True, **_read_options(args)) for p in inputs]
     pixels = [im.pixels for im in images]
     checks.check_output_channels(output, pixels[0].shape[2] if pixels[0].ndim == 3 else 1)
     try:
@@ -186,6 +188,148 @@ def _run_fuse(args) -> int:
             note = f" (central {crop[0]}×{crop[1]} crop)" if crop else ""
             print(f"wrote {len(files)} feature-map pictures{note} to {args.save_steps}")
     return 0
+
+
+#: the methods that fuse a stack with one decision over all frames
+STACK_METHODS = ("cnn", "dtcwt", "dwt", "laplacian")
+
+
+def _add_stack(sub) -> None:
+    p = sub.add_parser(
+        "stack", help="fuse a focus stack: align the frames, one decision over all, depth map",
+        description="Fuse the frames of a focus stack (5 to 200 photographs focused at "
+                    "different depths) into one image sharp everywhere. The frames are "
+                    "aligned to the middle one (ECC: scale, shift, rotation; gain and white "
+                    "balance), every frame is scored once and one decision is made over all "
+                    "of them, so the result does not depend on the frames' order. Frames "
+                    "are read one at a time: memory does not grow with their number. "
+                    "16-bit frames give a 16-bit result (PNG, TIFF); the reference frame's "
+                    "EXIF and ICC profile are kept.",
+        formatter_class=_Help)
+    p.add_argument("frames", nargs="+", metavar="FRAME",
+                   help="frame files, folders of frames or glob patterns, in focus order "
+                        "(sorted by name within a folder or pattern)")
+    p.add_argument("-o", "--output", default=None,
+                   help="fused image to write (.png, .tif, .jpg); required unless --align-only")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUTPUT (and --depth-map) if they exist")
+    p.add_argument("--method", default="cnn", choices=STACK_METHODS, help="fusion method")
+    _add_method_options(p)
+    g = p.add_argument_group("alignment")
+    g.add_argument("--no-align", action="store_true", help="fuse the frames as they are")
+    g.add_argument("--align-only", default=None, metavar="DIR",
+                   help="only align: write the aligned frames to DIR (new or empty)")
+    g.add_argument("--reference", type=int, default=None, metavar="K",
+                   help="index of the frame the others are aligned to (default: the middle one)")
+    g.add_argument("--crop", action="store_true",
+                   help="cut the result to the region every frame covers (default: keep the "
+                        "reference's whole frame; where some frames do not reach, the others "
+                        "decide, and the reference covers everything)")
+    g.add_argument("--strict", action="store_true",
+                   help="a frame that cannot be aligned is an error (default: a warning, and "
+                        "the frame is left out)")
+    g = p.add_argument_group("output")
+    g.add_argument("--depth-map", default=None, metavar="FILE",
+                   help="also write the index of the frame each pixel comes from, spread over "
+                        "the image's range (0: first frame, white: last)")
+    g.add_argument("--depth-raw", action="store_true",
+                   help="write the depth map's raw frame index (0, 1, 2 ...) instead")
+    g.add_argument("--bit-depth", type=int, choices=[8, 16], default=None,
+                   help="output bit depth (default: 16 if the frames are 16 bit and the "
+                        "output is PNG or TIFF, else 8)")
+    g.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _add_input_options(p)
+
+
+def _run_stack(args) -> int:
+    from focusfuse import checks
+    from focusfuse.fusion.registry import get_method
+    from focusfuse.io import output_bit_depth, write_image
+    from focusfuse.progress import Progress
+    from focusfuse.stacking import list_frames, run_stack
+
+    paths = list_frames(args.frames)
+    if len(paths) < 2:
+        raise UserError(f"a stack needs at least two frames; got {len(paths)}"
+                        + (f" ({paths[0]})" if paths else ""))
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"{path}: no such file; check the path")
+    if args.output is None and args.align_only is None:
+        raise UserError("give the fused image to write (-o OUTPUT), or --align-only DIR")
+    outputs = []
+    if args.output is not None:
+        outputs.append(checks.check_output_path(args.output, bit_depth=args.bit_depth,
+                                                inputs=paths, overwrite=args.overwrite))
+    if args.depth_map is not None:
+        depth = checks.check_output_path(args.depth_map, inputs=[*paths, *outputs],
+                                         overwrite=args.overwrite)
+        if depth.suffix.lower() in (".jpg", ".jpeg"):
+            raise UserError(f"--depth-map {depth}: a depth map must be lossless; write .png or .tif")
+        outputs.append(depth)
+    if args.align_only is not None:
+        folder = checks.check_steps_folder(args.align_only, keep=[*paths, *outputs],
+                                           overwrite=args.overwrite)
+    options = get_method(args.method).make_options(_given_options(args))
+    progress = Progress("stack", enabled=not args.quiet)
+    try:
+        if args.align_only is not None:
+            return _align_only(paths, folder, args, progress)
+        result, info = run_stack(paths, args.method, options, align=not args.no_align,
+                                 reference=args.reference, crop=args.crop, strict=args.strict,
+                                 read_options=_read_options(args), progress=progress)
+    finally:
+        progress.close()
+    output = outputs[0]
+    bits = output_bit_depth(output, [info["bit_depth"]], args.bit_depth)
+    write_image(output, result.fused, bit_depth=bits)
+    _carry_metadata(paths[info["alignment"].reference if info["alignment"] else 0], output)
+    kept = len(info["paths"])
+    print(f"wrote {output} ({bits} bit) from {kept} frames"
+          + (f" ({len(paths) - kept} left out)" if kept < len(paths) else ""))
+    if args.depth_map is not None:
+        _write_depth(outputs[-1], result.depth_map, len(paths), raw=args.depth_raw)
+        print(f"wrote {outputs[-1]} (depth map{', raw frame index' if args.depth_raw else ''})")
+    return 0
+
+
+def _align_only(paths, folder, args, progress) -> int:
+    from focusfuse.io import read_image, write_image
+    from focusfuse.stacking import align_stack
+
+    frames, alignment = align_stack(paths, reference=args.reference, strict=args.strict,
+                                    read_options=_read_options(args), progress=progress)
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(len(frames)):
+        path = frames.path(k)
+        depth = read_image(path, with_depth=True).bit_depth
+        write_image(folder / f"{path.stem}.png" if path.suffix.lower() in (".jpg", ".jpeg")
+                    else folder / path.name, frames[k], bit_depth=16 if depth > 8 else 8)
+    print(f"wrote {len(frames)} aligned frames to {folder} (reference: "
+          f"{paths[alignment.reference].name})")
+    return 0
+
+
+def _write_depth(path, depth, n: int, *, raw: bool) -> None:
+    from focusfuse.io import write_image
+
+    import numpy as np
+
+    bits = 16 if n > 256 or (not raw and path.suffix.lower() in (".tif", ".tiff", ".png")) else 8
+    top = 255 if bits == 8 else 65535
+    scale = (1.0 / top) if raw else 1.0 / max(n - 1, 1)
+    write_image(path, depth.astype(np.float64) * scale, bit_depth=bits)
+
+
+def _carry_metadata(source, output) -> None:
+    """The reference frame's EXIF and ICC profile into the output (when there are some)."""
+    from focusfuse.metadata import read_metadata, write_metadata
+
+    meta = read_metadata(source)
+    if meta.exif is not None or meta.icc is not None:
+        # JPEG frames are read upright (their EXIF orientation applied), others as stored
+        upright = Path(source).suffix.lower() in (".jpg", ".jpeg")
+        write_metadata(output, meta, orientation=1 if upright else None)
 
 
 def _add_demo(sub) -> None:
@@ -209,8 +353,15 @@ def _add_demo(sub) -> None:
 def _run_demo(args) -> int:
     from focusfuse.examples import run_demo
 
+    from focusfuse.checks import OptionError
+
     options = {k: getattr(args, k) for k in ("weights", "precision") if hasattr(args, k)}
-    demo = run_demo(args.out, method=args.method, **options)
+    try:
+        demo = run_demo(args.out, method=args.method, **options)
+    except OptionError as exc:
+        if exc.option != "folder":
+            raise
+        raise UserError("--out" + str(exc)[len("folder"):]) from None
     print(f"fused the built-in example (512×512 colour) with method {demo.method!r} "
           f"in {demo.seconds:.2f} s")
     print(f"{'image':<10} {'PSNR (dB)':>10} {'SSIM':>8}   against the sharp original")
@@ -247,7 +398,17 @@ def _run_metrics(args) -> int:
     reference = read_image(args.reference) if args.reference else None
     if reference is not None:
         names = (names or list(METRICS)) + ["PSNR", "SSIM"]
-    values = evaluate(a, b, fused, metrics=names, reference=reference)
+    try:
+        values = evaluate(a, b, fused, metrics=names, reference=reference)
+    except (ValueError, TypeError) as exc:  # the library's names of the images: the files
+        text = str(exc)
+        if text.startswith("a, b and fused "):
+            text = f"{args.a}, {args.b} and {args.fused}{text[len('a, b and fused'):]}"
+        for name in ("reference", "fused", "a", "b"):
+            if text.startswith(name + " "):
+                text = f"{getattr(args, name)}{text[len(name):]}"
+                break
+        raise UserError(text.replace("metrics must be", "--metrics must be", 1)) from None
     if args.json:
         print(json.dumps(values, indent=1))
     else:
@@ -291,7 +452,7 @@ def _run_convert(args) -> int:
 
 
 def _add_bench(sub) -> None:
-    from focusfuse.bench.runner import SPEC_HELP
+    from focusfuse.bench import SPEC_HELP
     from focusfuse.device import PRECISIONS
     from focusfuse.fusion.registry import METHODS
 
@@ -364,6 +525,7 @@ def _run_bench(args) -> int:
 #: command: (add its parser, run it, whether it turns on keeping freed memory)
 COMMANDS = {
     "fuse": (_add_fuse, _run_fuse, True),
+    "stack": (_add_stack, _run_stack, True),
     "demo": (_add_demo, _run_demo, True),
     "metrics": (_add_metrics, _run_metrics, False),
     "train": (_add_train, _run_train, False),
@@ -391,29 +553,169 @@ def _message(exc: Exception) -> str:
                 "choose one of those methods")
     text = str(exc)
     if isinstance(exc, OptionError):
-        flag = "--overwrite" if exc.option == "overwrite" else _flag(exc.option)
-        if text.startswith(exc.option + " "):
-            text = flag + text[len(exc.option):]
         if exc.option == "overwrite":
             text += " (--overwrite)"
-    return text
+        elif exc.option == "save_steps":
+            text = f"--save-steps: {text}"
+        elif (exc.option in _method_flags() or exc.option == "bit_depth"
+              or exc.option in _SETTING_FLAGS):
+            if text.startswith(exc.option + " "):  # a flag every command that fuses has
+                text = _flag(exc.option) + text[len(exc.option):]
+    elif isinstance(getattr(exc, "option", None), str):  # io.ImageReadError("... max_pixels")
+        import re
+
+        text = re.sub(rf"\b{re.escape(exc.option)}\b", _flag(exc.option), text)
+    return " ".join(text.split())  # one line, whatever a library below us said
+
+
+#: library settings, other than the methods' options, that are flags of the same name:
+#: train's (TrainConfig), the run folder of train and demo (--out), read_image's limit
+_SETTING_FLAGS = frozenset({
+    "arch", "steps", "batch_size", "lr", "momentum", "weight_decay", "patience",
+    "holdout_suffix", "val_fraction", "val_pairs", "hard_val_pairs", "blur_levels",
+    "blur_kernel", "eval_every", "seed", "threads", "out", "max_pixels"})
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that
+    the same clean-up runs (temporary files removed); ``signum`` gives the exit code."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signum)
+
+
+def _on_signal(signum, frame) -> None:
+    """The first SIGINT, SIGTERM or SIGHUP interrupts the work cleanly; a second one ends
+    the process at once (a temporary file it leaves is hidden and removed by the next
+    write, docs/robustness.md)."""
+    import signal
+
+    if _on_signal.fired:
+        os.write(2, f"focusfuse: interrupted again ({signal.Signals(signum).name}); "
+                    "exiting now\n".encode())
+        os._exit(128 + signum)
+    _on_signal.fired = True
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise _Terminated(signum)
+
+
+_on_signal.fired = False
+
+
+def _install_signal_handlers() -> None:
+    """The command's own handlers, set before anything heavy is imported (an early Ctrl-C
+    is then one line too). A signal the parent ignores (``nohup``, ``&`` in a script) stays
+    ignored."""
+    import signal
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _on_signal)
+
+
+def _stdout_is_closed() -> bool:
+    """Whether stdout is a pipe or socket whose reader has gone (``focusfuse demo | head``)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing what is left at exit raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+#: exit code after a broken pipe: 128 + SIGPIPE, what a shell reports for a tool that
+#: SIGPIPE ended (``yes | head -1``), and no message
+EXIT_BROKEN_PIPE = 141
+
+
+def _show_warning(command: str):
+    """Warnings as one line in the command's voice, not Python's file:line form."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"focusfuse {command}: warning: {text}", file=file or sys.stderr)
+
+    return show
+
+
+def _add_input_options(p) -> None:
+    """How source images are read: the flags of :func:`focusfuse.io.read_image`."""
+    from focusfuse.checks import MAX_PIXELS
+
+    g = p.add_argument_group("input")
+    g.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                   help="refuse a source whose file claims more than N pixels (height × "
+                        "width) per frame, before decoding it: a damaged or hostile file "
+                        "(decompression bomb); raise it for bigger images")
+
+
+def _read_options(args) -> dict:
+    """The keyword arguments of :func:`focusfuse.io.read_image` from the input flags."""
+    return {"max_pixels": args.max_pixels} if hasattr(args, "max_pixels") else {}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _, run, keeps_memory = COMMANDS[args.command]
-    try:
-        from focusfuse.device import CompileError, keep_freed_memory_from_env
+    import warnings
 
-        if keeps_memory:
-            keep_freed_memory_from_env()  # this process's own setting (docs/speed.md)
-        return run(args)
+    command = "focusfuse"
+    try:
+        args = build_parser().parse_args(argv)
+        command = f"focusfuse {args.command}"
+        _, run, keeps_memory = COMMANDS[args.command]
+        from focusfuse.device import CompileError, keep_freed_memory_from_env
+    except KeyboardInterrupt as exc:  # while the modules load
+        return _interrupted(command, exc)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning(args.command)
+            warnings.filterwarnings("default", category=UserWarning)  # shown, once each
+            if keeps_memory:
+                keep_freed_memory_from_env()  # this process's own setting (docs/speed.md)
+            return run(args)
+    except BrokenPipeError as exc:
+        if not _stdout_is_closed():
+            print(f"{command}: error: {_message(exc)}", file=sys.stderr)
+            return 2
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (UserError, ValueError, TypeError, OSError, ArithmeticError, CompileError) as exc:
-        print(f"focusfuse {args.command}: error: {_message(exc)}", file=sys.stderr)
+        print(f"{command}: error: {_message(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"focusfuse {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except MemoryError:
+        print(f"{command}: error: out of memory; use smaller images, or free memory",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        return _interrupted(command, exc)
+
+
+def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
+    """The one line after Ctrl-C (exit 130) or SIGTERM (143), SIGHUP (129)."""
+    import signal
+
+    signum = getattr(exc, "signum", signal.SIGINT)
+    what = "interrupted" if signum == signal.SIGINT else \
+        f"stopped by {signal.Signals(signum).name}"
+    try:
+        print(f"{command}: {what}", file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+    return 128 + signum
 
 
 def console() -> None:
@@ -424,13 +726,27 @@ def console() -> None:
     (docs/speed.md measures it). So the output streams are flushed and the process ends
     without it: without ``atexit`` handlers too (a coverage tool measuring the command
     would lose its data), and not after ``torch.compile`` (its worker processes are shut
-    down at exit). A failed flush exits with 120, as Python does.
+    down at exit). A failed flush exits with 120, as Python does; a broken pipe on stdout
+    with 141 and no message (docs/robustness.md).
+
+    SIGINT, SIGTERM and SIGHUP get the command's handlers first, before any heavy import:
+    each interrupts the work with one line and exit code 128 + the signal's number (130,
+    143, 129), after the clean-up of temporary files.
     """
-    code = main()
+    _install_signal_handlers()
+    try:
+        code = main()
+    except KeyboardInterrupt as exc:  # between main's own handlers (rare)
+        code = _interrupted("focusfuse", exc)
     if "torch._inductor" in sys.modules:
         sys.exit(code)
     try:
         sys.stdout.flush()
+    except BrokenPipeError:
+        os._exit(EXIT_BROKEN_PIPE)
+    except OSError:
+        os._exit(120)
+    try:
         sys.stderr.flush()
     except OSError:
         os._exit(120)

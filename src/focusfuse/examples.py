@@ -73,17 +73,22 @@ def run_demo(folder: str | os.PathLike, *, method: str = "cnn", **options) -> De
     """Fuse :func:`example_pair`, write the sources, the sharp original, ``fused.png``,
     ``decision.png`` and every map (``steps/``) to ``folder``, and measure the result.
 
-    ``options`` go to :func:`focusfuse.fuse` and are checked before ``folder`` is made.
+    ``options`` go to :func:`focusfuse.fuse`; they and ``folder`` (a folder, or a path that
+    can be made one) are checked before any work, and ``folder`` is made only after the
+    fusion: a refused demo leaves nothing behind.
     """
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    from focusfuse.fusion import fuse, get_method
+    from focusfuse.checks import check_output_folder
+    from focusfuse.fusion import get_method
     from focusfuse.io import quantize, write_image
 
-    get_method(method).make_options(options)  # bad options: nothing written
+    spec = get_method(method)
+    opts = spec.make_options(options)  # bad options: nothing written
+    check_output_folder(folder, "folder")
     a, b, sharp = example_pair()
     t0 = time.perf_counter()
-    result = fuse([a, b], method=method, **options)
+    result = spec.run([a, b], opts)
     seconds = time.perf_counter() - t0
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,8 @@ class NoOptions:
 
 
 _LIU = "Liu et al. 2017, Information Fusion 36, Sec. 3.3"
+#: the weight files the CNN methods read (focusfuse's and the authors')
+WEIGHT_SUFFIXES = (".safetensors", ".mat")
 
 
 def _levels():
@@ -98,6 +100,10 @@ class CNNOptions:
         if self.weights is not None and not isinstance(self.weights, (str, Path)):
             raise TypeError(f"weights must be a file path or a shipped model's name; got "
                             f"{type(self.weights).__name__}; pass a loaded network as model=")
+        if (self.weights is not None and Path(self.weights).suffix.lower() in WEIGHT_SUFFIXES
+                and not Path(self.weights).is_file()):  # a file that is not there: say so now
+            raise checks.OptionError(f"weights file {self.weights} does not exist; check the "
+                                     "path", "weights")
         checks.check_fraction("min_region", self.min_region,
                               hint="a fraction of the image; 0 turns the step off")
         checks.check_int("guided_radius", self.guided_radius)

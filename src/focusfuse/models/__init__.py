@@ -80,9 +80,13 @@ def save_weights(model: FocusNet, path: str | Path, *, arch: str | None = None,
     meta = {"format": "focusfuse", "arch": arch or arch_of(model), **(extra or {})}
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.chmod(tmp, NEW_FILE_MODE)  # the usual mode of a new file, not a temporary's 0600
-    tmp.replace(path)
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.chmod(tmp, NEW_FILE_MODE)  # the usual mode of a new file, not a temporary's 0600
+        tmp.replace(path)
+    except BaseException:  # an error, Ctrl-C or SIGTERM: no half-written file left
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -128,22 +132,69 @@ def load_matlab_weights(path: str | Path) -> FocusNet:
     return model.eval()
 
 
+def _check_finite(tensors: dict, path) -> None:
+    """Every weight is a finite number: a NaN would make every score NaN, and the fusion
+    silently the last source."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"weights file {path}: layer {name} holds {bad} NaN or infinite "
+                             f"value(s) of {t.numel()}; the file is damaged or its training "
+                             "diverged; use other weights")
+
+
+def _check_layers(model: FocusNet, tensors: dict, path, arch: str) -> None:
+    """The file's tensors are the model's layers, each of the model's shape: one line naming
+    the file and the first layer that differs (instead of PyTorch's list)."""
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    fit = f"weights file {path} does not fit the {arch!r} model"
+    for name, shape in want.items():
+        if name not in tensors:
+            raise ValueError(f"{fit}: it has no layer {name}")
+        got = tuple(tensors[name].shape)
+        if got != shape:
+            raise ValueError(f"{fit}: layer {name} has shape {got} in the file, the model's is "
+                             f"{shape}")
+    extra = sorted(set(tensors) - set(want))
+    if extra:
+        raise ValueError(f"{fit}: the file has a layer {extra[0]} that the model has not")
+
+
+def _shipped_names() -> str:
+    return ", ".join(SHIPPED)
+
+
 def load_weights(path: str | Path | None = None) -> FocusNet:
     """A model with weights from a focusfuse safetensors file or the authors' ``.mat`` file.
 
     ``None`` loads the shipped model; a shipped model's name (``"paper"``, ``"fast"``) loads
-    that one.
+    that one. A file that is missing, unreadable, of another layout or holding NaN or
+    infinite weights is a ValueError naming the file (and the layer); a missing file or an
+    unknown name is an :class:`~focusfuse.checks.OptionError` of ``weights``.
     """
+    from focusfuse.checks import OptionError
+
     if path is None or (isinstance(path, str) and path in SHIPPED):
         path = default_weights_path(path or "paper")
         if not path.is_file():
             raise ValueError(f"the shipped model {path} is missing; reinstall focusfuse or "
-                             "pass weights (--weights FILE)")
+                             "give a weights file")
     path = Path(path)
+    if path.is_dir():
+        raise OptionError(f"weights {str(path)!r} is a folder; give a .safetensors or .mat "
+                          "file", "weights")
     if not path.is_file():
-        raise ValueError(f"weights file {path} does not exist; check --weights")
+        looks_like_name = path.suffix == "" and len(path.parts) == 1
+        if looks_like_name:
+            raise OptionError(f"weights {str(path)!r} is neither a shipped model "
+                              f"({_shipped_names()}) nor a file; use one of those names or "
+                              "give a .safetensors or .mat file", "weights")
+        raise OptionError(f"weights file {path} does not exist; check the path, or use a "
+                          f"shipped model ({_shipped_names()})", "weights")
     if path.suffix.lower() == ".mat":
-        return load_matlab_weights(path)
+        model = load_matlab_weights(path)
+        _check_finite(dict(model.state_dict()), path)
+        return model
     if path.suffix.lower() != ".safetensors":
         raise ValueError(f"weights file {path}: expected a .safetensors or the authors' .mat file")
     from safetensors import safe_open
@@ -153,7 +204,8 @@ def load_weights(path: str | Path | None = None) -> FocusNet:
             meta = fh.metadata() or {}
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as exc:
-        raise ValueError(f"weights file {path}: not a readable safetensors file ({exc})") from None
+        text = " ".join(str(exc).split())[:200]
+        raise ValueError(f"weights file {path}: not a readable safetensors file ({text})") from None
     arch = meta.get("arch")
     if arch not in MODELS:
         raise ValueError(f"weights file {path}: metadata names no known architecture ({arch!r})")
@@ -163,13 +215,22 @@ def load_weights(path: str | Path | None = None) -> FocusNet:
     except KeyError as exc:
         raise ValueError(f"weights file {path} does not fit the {arch!r} model: "
                          f"no tensor {exc}") from None
+    except IndexError:
+        raise ValueError(f"weights file {path} does not fit the {arch!r} model: a layer "
+                         "without the dimensions of a convolution") from None
     if (hidden is not None) != (arch == "paper"):
         raise ValueError(f"weights file {path} does not fit the {arch!r} model: the file has "
                          f"{'a' if hidden else 'no'} hidden fully connected layer")
+    if min(widths) < 1 or (hidden is not None and hidden < 1):
+        raise ValueError(f"weights file {path} does not fit the {arch!r} model: a layer of "
+                         "width 0")
     with torch.device("meta"):  # no random initialisation of weights about to be replaced
         model = FocusNet(hidden=hidden, widths=widths)
+    _check_layers(model, tensors, path, arch)
+    _check_finite(tensors, path)
     try:
         model.load_state_dict({k: v.float() for k, v in tensors.items()}, assign=True)
-    except RuntimeError as exc:
-        raise ValueError(f"weights file {path} does not fit the {arch!r} model: {exc}") from None
+    except RuntimeError as exc:  # not expected after the checks above: one line all the same
+        text = " ".join(str(exc).split())[:200]
+        raise ValueError(f"weights file {path} does not fit the {arch!r} model: {text}") from None
     return model.eval()

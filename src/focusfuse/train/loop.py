@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from focusfuse import checks
 from focusfuse.data.synthesis import PatchPairSampler, list_images
-from focusfuse.models import create_model, save_weights
+from focusfuse.models import MODELS, create_model, save_weights
 from focusfuse.device import resolve_precision
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate_pairs", "train"]
@@ -65,15 +66,28 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every", "val_pairs", "blur_levels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32'; got {self.precision!r}")
+        """Every setting checked when the config is made, before any work: a bad one is an
+        :class:`~focusfuse.checks.OptionError` naming it (the command line names the flag)."""
+        for name in ("steps", "batch_size", "eval_every", "val_pairs", "blur_levels", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise checks.OptionError(f"{name} must be at least 1; got {value!r}", name)
+        checks.check_choice("arch", self.arch, list(MODELS))
+        checks.check_choice("precision", self.precision, ["auto", "bf16", "fp32"])
+        checks.check_choice("blur_kernel", self.blur_kernel, ["gaussian", "disk"])
         if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1); got {self.val_fraction}")
+            raise checks.OptionError(f"val_fraction must be in (0, 1); got {self.val_fraction}",
+                                     "val_fraction")
         if self.hard_val_pairs < 0:
-            raise ValueError(f"hard_val_pairs must be 0 (none) or more; got {self.hard_val_pairs}")
+            raise checks.OptionError(f"hard_val_pairs must be 0 (none) or more; got "
+                                     f"{self.hard_val_pairs}", "hard_val_pairs")
+        checks.check_positive("lr", self.lr)
+        checks.check_fraction("momentum", self.momentum)
+        if not self.weight_decay >= 0:
+            raise checks.OptionError(f"weight_decay must be 0 or more; got {self.weight_decay}",
+                                     "weight_decay")
+        if self.threads is not None:
+            checks.check_int("threads", self.threads, minimum=1)
 
 
 @dataclass
@@ -99,10 +113,13 @@ def split_files(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
         val = [files[i] for i in sorted(idx[:n_val])]
         train = [files[i] for i in sorted(idx[n_val:])]
     if not train or not val:
-        raise ValueError(
-            f"{cfg.data}: need images for both training and validation; got {len(train)} "
-            f"and {len(val)} (check --holdout-suffix)"
-        )
+        if cfg.holdout_suffix:
+            raise checks.OptionError(
+                f"holdout_suffix {cfg.holdout_suffix!r} leaves {len(train)} training and "
+                f"{len(val)} validation images in {cfg.data}; choose a suffix that some but "
+                "not all of the files have", "holdout_suffix")
+        raise ValueError(f"{cfg.data}: need images for both training and validation; got "
+                         f"{len(train)} and {len(val)}; add images")
     return train, val
 
 
@@ -126,10 +143,35 @@ def evaluate_pairs(model: torch.nn.Module, a: np.ndarray, b: np.ndarray, labels:
     return loss_sum / len(labels), correct / len(labels)
 
 
+def _replace_atomically(tmp: Path, path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)``, then rename it over ``path``; on any error, Ctrl-C or SIGTERM the
+    temporary file is removed (after a SIGKILL the next run removes it:
+    :func:`_remove_temporaries`)."""
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+#: the temporary files a run writes in its folder, each renamed into place when complete
+_TEMPORARIES = ("checkpoint.tmp", "state.tmp", "log.tmp", "model.safetensors.tmp")
+
+
+def _remove_temporaries(out: Path) -> None:
+    """Temporary files left in a run folder by a killed run: never read, removed."""
+    for name in _TEMPORARIES:
+        (out / name).unlink(missing_ok=True)
+    snapshots = out / "snapshots"
+    if snapshots.is_dir():
+        for tmp in snapshots.glob("*.safetensors.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def _atomic_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    _replace_atomically(path.with_suffix(".tmp"), path,
+                        lambda tmp: tmp.write_text(json.dumps(obj, indent=1)))
 
 
 def _save_checkpoint(out: Path, model, opt, state: dict) -> None:
@@ -143,9 +185,8 @@ def _save_checkpoint(out: Path, model, opt, state: dict) -> None:
         buf = opt.state.get(p, {}).get("momentum_buffer")
         if buf is not None:
             tensors[f"momentum.{i}"] = buf.contiguous()
-    tmp = out / "checkpoint.tmp"
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
-    os.replace(tmp, out / "checkpoint.safetensors")
+    _replace_atomically(out / "checkpoint.tmp", out / "checkpoint.safetensors",
+                        lambda tmp: save_file(tensors, str(tmp), metadata={"state": json.dumps(state)}))
     _atomic_json(out / "state.json", state)
 
 
@@ -154,15 +195,28 @@ def _read_state(out: Path) -> dict | None:
     path = out / "checkpoint.safetensors"
     if not path.is_file():
         return None
-    with safe_open(str(path), "pt") as fh:
-        meta = fh.metadata() or {}
-    if "state" in meta:
-        return json.loads(meta["state"])
-    return json.loads((out / "state.json").read_text())  # checkpoints written before 0.2
+    try:
+        with safe_open(str(path), "pt") as fh:
+            meta = fh.metadata() or {}
+        if "state" in meta:
+            state = json.loads(meta["state"])
+        else:
+            state = json.loads((out / "state.json").read_text())  # checkpoints before 0.2
+        state["config"], state["step"], state["rng"]  # what resuming reads
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:160]
+        raise ValueError(f"{path} is damaged ({type(exc).__name__}: {text}); use a new --out "
+                         "folder, or remove the file to start the run again") from None
+    return state
 
 
 def _load_checkpoint(out: Path, model, opt) -> None:
-    tensors = load_file(str(out / "checkpoint.safetensors"))
+    try:
+        tensors = load_file(str(out / "checkpoint.safetensors"))
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:160]
+        raise ValueError(f"{out / 'checkpoint.safetensors'} is damaged ({text}); use a new "
+                         "--out folder") from None
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     except RuntimeError:
@@ -181,9 +235,8 @@ def _trim_log(path: Path, step: int) -> None:
         lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
         kept = [ln for ln in lines if json.loads(ln)["step"] <= step]
         if len(kept) != len(lines):
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(ln + "\n" for ln in kept))
-            os.replace(tmp, path)
+            _replace_atomically(path.with_suffix(".tmp"), path,
+                                lambda tmp: tmp.write_text("".join(ln + "\n" for ln in kept)))
 
 
 # settings added after runs were made: the value that matches what those runs did
@@ -193,35 +246,13 @@ _ADDED_LATER = {"hard_val_pairs": 0}
 def train(cfg: TrainConfig, *, progress: Callable[[str], None] | None = None) -> TrainResult:
     """Train (or resume) the classifier described by ``cfg``; returns a summary."""
     say = progress or (lambda s: print(s, file=sys.stderr, flush=True))
+    # everything that can be refused is checked before any work and before OUT is made:
+    # the settings (TrainConfig), the run folder, the data, a resumed run's settings and
+    # checkpoint; then the blur cascades and validation pairs are built
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    bf16 = resolve_precision(cfg.precision, "cpu") == "bf16"  # training runs on the CPU
-
+    checks.check_output_folder(out, "out")
     train_files, val_files = split_files(cfg)
-    say(f"data: {len(train_files)} training images, {len(val_files)} validation images "
-        f"from {cfg.data}; precision {'bf16' if bf16 else 'fp32'}")
-    t0 = time.perf_counter()
-    sampler = PatchPairSampler.from_files(train_files, levels=cfg.blur_levels, kernel=cfg.blur_kernel)
-    val_sampler = PatchPairSampler.from_files(val_files, levels=cfg.blur_levels,
-                                              kernel=cfg.blur_kernel)
-    va, vb, vy = val_sampler.sample(cfg.val_pairs, np.random.default_rng(cfg.seed + 2))
-    hard = None
-    if cfg.hard_val_pairs:  # the lightest blur only: does not saturate as early
-        hard = val_sampler.sample(cfg.hard_val_pairs, np.random.default_rng(cfg.seed + 3), level=1)
-    del val_sampler
-    say(f"blur cascades and {cfg.val_pairs} + {cfg.hard_val_pairs} validation pairs ready in "
-        f"{time.perf_counter() - t0:.0f} s")
-
-    model = create_model(cfg.arch).to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
-    rng = np.random.default_rng(cfg.seed)
     config_dict = asdict(cfg)
-    state = {"step": 0, "lr": cfg.lr, "best_loss": math.inf, "best_accuracy": 0.0,
-             "best_step": 0, "bad_evals": 0, "seconds": 0.0, "config": config_dict}
     saved = _read_state(out)
     if saved is not None:
         # settings that do not change the training itself may differ on resuming (the
@@ -235,10 +266,39 @@ def train(cfg: TrainConfig, *, progress: Callable[[str], None] | None = None) ->
                 f"{out} holds a run with other settings ({', '.join(changed)}); "
                 "use a new --out folder or the same settings to resume"
             )
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    bf16 = resolve_precision(cfg.precision, "cpu") == "bf16"  # training runs on the CPU
+    model = create_model(cfg.arch).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    state = {"step": 0, "lr": cfg.lr, "best_loss": math.inf, "best_accuracy": 0.0,
+             "best_step": 0, "bad_evals": 0, "seconds": 0.0, "config": config_dict}
+    if saved is not None:
         _load_checkpoint(out, model, opt)
         state = saved
-        _trim_log(out / "log.jsonl", state["step"])
         rng.bit_generator.state = state["rng"]
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_temporaries(out)
+    if saved is not None:
+        _trim_log(out / "log.jsonl", state["step"])
+
+    say(f"data: {len(train_files)} training images, {len(val_files)} validation images "
+        f"from {cfg.data}; precision {'bf16' if bf16 else 'fp32'}")
+    t0 = time.perf_counter()
+    sampler = PatchPairSampler.from_files(train_files, levels=cfg.blur_levels, kernel=cfg.blur_kernel)
+    val_sampler = PatchPairSampler.from_files(val_files, levels=cfg.blur_levels,
+                                              kernel=cfg.blur_kernel)
+    va, vb, vy = val_sampler.sample(cfg.val_pairs, np.random.default_rng(cfg.seed + 2))
+    hard = None
+    if cfg.hard_val_pairs:  # the lightest blur only: does not saturate as early
+        hard = val_sampler.sample(cfg.hard_val_pairs, np.random.default_rng(cfg.seed + 3), level=1)
+    del val_sampler
+    say(f"blur cascades and {cfg.val_pairs} + {cfg.hard_val_pairs} validation pairs ready in "
+        f"{time.perf_counter() - t0:.0f} s")
+    if saved is not None:
         say(f"resuming {out} at step {state['step']} (lr {state['lr']:g})")
     for g in opt.param_groups:
         g["lr"] = state["lr"]
