@@ -9,7 +9,10 @@ fixed number of full-size planes, whatever N:
   focus score per 16×16 window, the focus map is their mean over the windows covering a
   pixel, the label map takes the frame of largest focus at each pixel, small regions of
   any label take the label of their surroundings (:func:`~focusfuse.decision.
-  remove_small_label_regions`), and the frames are blended with the guided-filtered label
+  remove_small_label_regions`; the paper's area, ``min_region``, is for the one boundary
+  between two sources, so with N frames a region is held to ``min_region / (N − 1)`` of
+  the image, which held-out synthetic stacks favour, docs/stacks.md), and the frames are
+  blended with the guided-filtered label
   masks, W_k = GF(guide, [label = k]), guided by the gray image fused through the labels
   (the weights sum to 1 as the filter is linear and the masks sum to 1; for two frames
   this is the paper's D and 1 − D).
@@ -152,7 +155,10 @@ def _cnn_stack(frames: Frames, order: list[int], options, report: _Pass):
 
     labels, best = label_map(focus_maps(), valid=(frames.valid(k) for k in order))
     del best
-    labels = remove_small_label_regions(labels, min_area_fraction=options.min_region, n_labels=n)
+    # the paper's area is for the one boundary between two sources; N frames have N − 1
+    # boundaries between neighbouring focus planes, and each gets the paper's share
+    labels = remove_small_label_regions(labels, min_area_fraction=options.min_region / (n - 1),
+                                        n_labels=n)
 
     present = [i for i in range(n) if (labels == i).any()]
     guide = None
