@@ -5,7 +5,8 @@ Evangelidis, E. Z. Psarakis, "Parametric image alignment using enhanced correlat
 coefficient maximization", IEEE TPAMI 30(10), 2008; ``cv2.findTransformECC``), and the
 transforms are chained to a reference frame (the middle one by default): neighbours
 differ least in defocus, so each link is the easiest registration of the stack, as in
-focus-stack. The model is affine (scale for breathing, shift, small rotation; shear is
+focus-stack (of the two middle frames of an even stack, the one whose content digest is
+smaller, so that a reversed stack has the same reference). The model is affine (scale for breathing, shift, small rotation; shear is
 allowed but stays near zero on real stacks), estimated on gray images reduced to at most
 ``coarse`` then ``fine`` pixels on their long side and smoothed (so that the defocus
 difference between neighbours matters less), then scaled to full size. After warping,
@@ -30,7 +31,8 @@ import numpy as np
 
 from focusfuse.color import to_gray
 
-__all__ = ["SNAP_PIXELS", "Alignment", "align_frames", "estimate_link", "is_identity", "warp"]
+__all__ = ["SNAP_PIXELS", "Alignment", "align_frames", "estimate_link", "is_identity",
+           "middle_frame", "warp"]
 
 #: a frame whose estimated map moves no pixel by more than this is left as it is (the
 #: frames of a tripod: resampling would only soften them)
@@ -155,16 +157,27 @@ def _gains(frame: np.ndarray, reference: np.ndarray, covered: np.ndarray) -> np.
     return np.where(fm > 1e-6, rm / np.maximum(fm, 1e-6), 1.0)
 
 
+def middle_frame(n: int, key: Callable[[int], bytes] | None = None) -> int:
+    """The middle frame of ``n``; of the two middle ones of an even stack, the one with the
+    smaller ``key`` (a digest of its content), so that the reference is the same frame
+    whichever way round the stack is given (else the first of the two)."""
+    lower, upper = (n - 1) // 2, n // 2
+    if lower == upper or key is None:
+        return lower
+    return min((lower, upper), key=lambda k: (key(k), k))
+
+
 def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | None = None,
+                 reference_key: Callable[[int], bytes] | None = None,
                  coarse: int = 480, fine: int = 1200, min_correlation: float = 0.6,
                  gain: bool = True, progress: Callable[[str, int, int], None] | None = None
                  ) -> Alignment:
     """Estimate the :class:`Alignment` of ``n`` frames, ``read(k)`` giving frame k (float
     in [0, 1], (H, W) or (H, W, C)), in focus order. ``reference``: the frame the others
-    are mapped onto (default: the middle one, ``(n − 1) // 2``)."""
+    are mapped onto (default: the middle one, :func:`middle_frame` with ``reference_key``)."""
     if n < 1:
         raise ValueError("nothing to align")
-    ref = (n - 1) // 2 if reference is None else reference
+    ref = middle_frame(n, reference_key) if reference is None else reference
     if not 0 <= ref < n:
         raise ValueError(f"reference must be a frame index from 0 to {n - 1}; got {reference}")
     grays: dict[int, np.ndarray] = {}

@@ -220,7 +220,9 @@ def _add_stack(sub) -> None:
     g.add_argument("--align-only", default=None, metavar="DIR",
                    help="only align: write the aligned frames to DIR (new or empty)")
     g.add_argument("--reference", type=int, default=None, metavar="K",
-                   help="index of the frame the others are aligned to (default: the middle one)")
+                   help="index of the frame the others are aligned to (default: the middle "
+                        "one; of an even stack's two, the one with the smaller content digest, "
+                        "so that the reversed stack has the same)")
     g.add_argument("--crop", action="store_true",
                    help="cut the result to the region every frame covers (default: keep the "
                         "reference's whole frame; where some frames do not reach, the others "

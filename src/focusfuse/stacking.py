@@ -199,7 +199,10 @@ def align_stack(paths: Sequence[Path], *, reference: int | None = None, strict: 
     from focusfuse.align import align_frames
 
     read = read_options if isinstance(read_options, _Reader) else _Reader(read_options)
+    import hashlib
+
     alignment = align_frames(lambda k: read(paths[k]).pixels, len(paths), reference=reference,
+                             reference_key=lambda k: hashlib.sha1(paths[k].read_bytes()).digest(),
                              progress=progress)
     keep = list(range(len(paths)))
     if alignment.failed:
@@ -231,7 +234,10 @@ def run_stack(frames, method: str, options, *, align: bool = True, reference: in
         if align:
             from focusfuse.align import align_frames
 
+            from focusfuse.fusion.stack import _digest
+
             alignment = align_frames(lambda k: images[k], len(images), reference=reference,
+                                     reference_key=lambda k: _digest(images[k]),
                                      progress=progress)
             if alignment.failed and strict:
                 raise ValueError(f"could not align frames {alignment.failed}: "
