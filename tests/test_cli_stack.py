@@ -196,3 +196,14 @@ def test_an_option_of_another_method_and_a_lossy_depth_map(tmp_path, capsys):
 def test_no_output(tmp_path, capsys):
     paths, _, _ = _frames(tmp_path / "frames", n=2)
     _fails(capsys, paths, "-o OUTPUT")
+
+
+def test_crop_cuts_to_the_region_every_frame_covers(tmp_path, capsys):
+    paths, _, _ = _frames(tmp_path / "frames")
+    full, cropped = tmp_path / "full.png", tmp_path / "cropped.png"
+    for out, extra in ((full, []), (cropped, ["--crop"])):
+        assert main(["stack", *map(str, paths), "-o", str(out), "--method", "laplacian",
+                     "--quiet", *extra]) == 0
+    h, w = read_image(full).shape[:2]
+    ch, cw = read_image(cropped).shape[:2]
+    assert ch < h and cw < w and ch > h * 0.9 and cw > w * 0.9  # the frames moved by 1–2 %
