@@ -31,8 +31,8 @@ import numpy as np
 
 from focusfuse.color import to_gray
 
-__all__ = ["SNAP_PIXELS", "Alignment", "align_frames", "estimate_link", "is_identity",
-           "middle_frame", "warp"]
+__all__ = ["SNAP_PIXELS", "Alignment", "align_frames", "coverage", "estimate_link",
+           "is_identity", "middle_frame", "warp"]
 
 #: a frame whose estimated map moves no pixel by more than this is left as it is (the
 #: frames of a tripod: resampling would only soften them)
@@ -58,13 +58,15 @@ class Alignment:
     correlations: dict[int, float] = field(default_factory=dict)
 
 
-def _reduced(gray: np.ndarray, side: int) -> tuple[np.ndarray, float]:
-    h, w = gray.shape
+def _reduced(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """``image`` reduced (area averaging) to at most ``side`` pixels on its long side, as
+    float32, and the scale."""
+    h, w = image.shape[:2]
     scale = min(1.0, side / max(h, w))
     if scale < 1.0:
-        gray = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
-                          interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(gray, np.float32), scale
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                           interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image, np.float32), scale
 
 
 def _compose(first: np.ndarray, then: np.ndarray) -> np.ndarray:
@@ -143,11 +145,17 @@ def warp(frame: np.ndarray, m: np.ndarray, shape: tuple[int, int]) -> tuple[np.n
     flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
     out = cv2.warpAffine(frame, m.astype(np.float64), (w, h), flags=flags,
                          borderMode=cv2.BORDER_REPLICATE)
-    ones = np.ones(frame.shape[:2], np.uint8)
-    covered = cv2.warpAffine(ones, m.astype(np.float64), (w, h),
-                             flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
-    return out.reshape(frame.shape[:2] + frame.shape[2:]), covered
+    return out.reshape(frame.shape[:2] + frame.shape[2:]), coverage(m, frame.shape[:2], shape)
+
+
+def coverage(m: np.ndarray, frame_shape: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """The bool (H, W) mask of the reference grid's pixels that a frame of ``frame_shape``
+    covers through the map ``m`` (reference coordinates → frame coordinates)."""
+    h, w = shape
+    ones = np.ones(frame_shape, np.uint8)
+    return cv2.warpAffine(ones, m.astype(np.float64), (w, h),
+                          flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
 
 
 def _gains(frame: np.ndarray, reference: np.ndarray, covered: np.ndarray) -> np.ndarray:
@@ -187,8 +195,9 @@ def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | 
         if k not in grays:
             frame = read(k)
             grays[k] = np.ascontiguousarray(to_gray(frame), np.float32)
-            if gain:
-                smalls[k], _ = _reduced_colour(frame, fine)
+            if gain:  # channels last, one for gray
+                small, _ = _reduced(frame, fine)
+                smalls[k] = small if small.ndim == 3 else small[..., None]
         return grays[k]
 
     shape = gray(ref).shape
@@ -242,16 +251,6 @@ def _displacement(m: np.ndarray, shape: tuple[int, int]) -> float:
 
 def is_identity(m: np.ndarray | None) -> bool:
     return m is not None and np.array_equal(m, np.eye(2, 3))
-
-
-def _reduced_colour(frame: np.ndarray, side: int) -> tuple[np.ndarray, float]:
-    """``frame`` reduced to at most ``side`` pixels on its long side, channels last."""
-    h, w = frame.shape[:2]
-    scale = min(1.0, side / max(h, w))
-    small = frame if scale == 1.0 else cv2.resize(
-        frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    small = np.asarray(small, np.float32)
-    return (small if small.ndim == 3 else small[..., None]), scale
 
 
 def _small_gains(small: np.ndarray, ref_small: np.ndarray, m: np.ndarray,

@@ -247,6 +247,7 @@ def _run_stack(args) -> int:
     from focusfuse import checks
     from focusfuse.fusion.registry import get_method
     from focusfuse.io import output_bit_depth, write_image
+    from focusfuse.metadata import copy_metadata
     from focusfuse.progress import Progress
     from focusfuse.stacking import list_frames, run_stack
 
@@ -254,9 +255,6 @@ def _run_stack(args) -> int:
     if len(paths) < 2:
         raise UserError(f"a stack needs at least two frames; got {len(paths)}"
                         + (f" ({paths[0]})" if paths else ""))
-    for path in paths:
-        if not path.is_file():
-            raise UserError(f"{path}: no such file; check the path")
     if args.output is None and args.align_only is None:
         raise UserError("give the fused image to write (-o OUTPUT), or --align-only DIR")
     outputs = []
@@ -285,53 +283,31 @@ def _run_stack(args) -> int:
     output = outputs[0]
     bits = output_bit_depth(output, [info["bit_depth"]], args.bit_depth)
     write_image(output, result.fused, bit_depth=bits)
-    _carry_metadata(paths[info["alignment"].reference if info["alignment"] else 0], output)
+    copy_metadata(paths[info["alignment"].reference if info["alignment"] else 0], output)
     kept = len(info["paths"])
     print(f"wrote {output} ({bits} bit) from {kept} frames"
           + (f" ({len(paths) - kept} left out)" if kept < len(paths) else ""))
     if args.depth_map is not None:
-        _write_depth(outputs[-1], result.depth_map, len(paths), raw=args.depth_raw)
+        result.save_depth(outputs[-1], raw=args.depth_raw)
         print(f"wrote {outputs[-1]} (depth map{', raw frame index' if args.depth_raw else ''})")
     return 0
 
 
 def _align_only(paths, folder, args, progress) -> int:
-    from focusfuse.io import read_image, write_image
+    from focusfuse.io import write_image
     from focusfuse.stacking import align_stack
 
     frames, alignment = align_stack(paths, reference=args.reference, strict=args.strict,
                                     read_options=_read_options(args), progress=progress)
     folder.mkdir(parents=True, exist_ok=True)
+    bits = 16 if frames.read.bit_depth > 8 else 8  # checked alike for all frames
     for k in range(len(frames)):
         path = frames.path(k)
-        depth = read_image(path, with_depth=True).bit_depth
         write_image(folder / f"{path.stem}.png" if path.suffix.lower() in (".jpg", ".jpeg")
-                    else folder / path.name, frames[k], bit_depth=16 if depth > 8 else 8)
+                    else folder / path.name, frames[k], bit_depth=bits)
     print(f"wrote {len(frames)} aligned frames to {folder} (reference: "
           f"{paths[alignment.reference].name})")
     return 0
-
-
-def _write_depth(path, depth, n: int, *, raw: bool) -> None:
-    from focusfuse.io import write_image
-
-    import numpy as np
-
-    bits = 16 if n > 256 or (not raw and path.suffix.lower() in (".tif", ".tiff", ".png")) else 8
-    top = 255 if bits == 8 else 65535
-    scale = (1.0 / top) if raw else 1.0 / max(n - 1, 1)
-    write_image(path, depth.astype(np.float64) * scale, bit_depth=bits)
-
-
-def _carry_metadata(source, output) -> None:
-    """The reference frame's EXIF and ICC profile into the output (when there are some)."""
-    from focusfuse.metadata import read_metadata, write_metadata
-
-    meta = read_metadata(source)
-    if meta.exif is not None or meta.icc is not None:
-        # JPEG frames are read upright (their EXIF orientation applied), others as stored
-        upright = Path(source).suffix.lower() in (".jpg", ".jpeg")
-        write_metadata(output, meta, orientation=1 if upright else None)
 
 
 def _add_demo(sub) -> None:

@@ -192,16 +192,9 @@ def remove_small_label_regions(labels: np.ndarray, *, min_area_fraction: float =
     removed = np.zeros(labels.shape, bool)
     for k in range(n):
         mask = labels == k
-        if not mask.any():
-            continue
-        count, comp, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-        small = stats[:, cv2.CC_STAT_AREA] < area
-        small[0] = False  # background
-        if small.any():
-            removed |= small[comp]
-    if not removed.any():
-        return labels.copy()
-    if removed.all():  # every region is small: nothing to take labels from
+        if mask.any():
+            removed |= mask & ~_drop_small(mask, area)
+    if not removed.any() or removed.all():  # nothing to remove, or nothing to take labels from
         return labels.copy()
     # the label of the nearest kept pixel: distance transform of the removed pixels, labelling
     # each by the nearest zero (kept) pixel

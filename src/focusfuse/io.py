@@ -479,10 +479,12 @@ def _link_unnamed(fd: int, path: Path) -> None:
         os.close(folder)
 
 
-def _publish(data, path: Path) -> None:
+def _publish(data, path: Path, *, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` in one step: readers see the old file or the whole new
     one, never a part, and a kill at any moment leaves no temporary file (O_TMPFILE) or
-    at most a hidden one that the next write in that folder removes."""
+    at most a hidden one that the next write in that folder removes. ``mode``: the file's
+    permission bits (default: a new file's, from the umask). Also used by
+    :func:`focusfuse.metadata.write_metadata`."""
     folder = path.parent
     remove_stale_temporaries(folder)
     fd = None
@@ -493,6 +495,8 @@ def _publish(data, path: Path) -> None:
             fd = None
     if fd is not None:
         try:
+            if mode is not None:
+                os.fchmod(fd, mode)
             _write_all(fd, data)
             _link_unnamed(fd, path)
             return
@@ -507,6 +511,8 @@ def _publish(data, path: Path) -> None:
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # the umask applies
     try:
         try:
+            if mode is not None:
+                os.fchmod(fd, mode)
             _write_all(fd, data)
         finally:
             os.close(fd)

@@ -56,13 +56,12 @@ from __future__ import annotations
 import io
 import os
 import re
-import secrets
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Metadata", "TIFF_EXIF_TAGS", "read_metadata", "write_metadata"]
+__all__ = ["Metadata", "TIFF_EXIF_TAGS", "copy_metadata", "read_metadata", "write_metadata"]
 
 EXIF_PREFIX = b"Exif\x00\x00"
 _EXIF_HEADERS = (b"II*\x00", b"MM\x00*")  # an EXIF block is a classic TIFF
@@ -291,32 +290,27 @@ def write_metadata(path: str | os.PathLike, metadata: Metadata, *,
     exif = metadata.exif
     if exif is not None and orientation is not None:
         exif = _with_orientation(exif, orientation)
+    from focusfuse.io import _publish
+
     mode = os.stat(path).st_mode & 0o7777
-    tmp = _temporary(path.parent)
-    try:
-        if kind == "tiff":
-            _write_tiff(path, tmp, exif, metadata.icc)
-        else:
-            data = path.read_bytes()
-            build = _jpeg_with if kind == "jpeg" else _png_with
-            tmp.write_bytes(build(data, exif, metadata.icc, path))
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    if kind == "tiff":
+        data = _tiff_with(path, exif, metadata.icc)
+    else:
+        build = _jpeg_with if kind == "jpeg" else _png_with
+        data = build(path.read_bytes(), exif, metadata.icc, path)
+    _publish(data, path, mode=mode)  # in one step, as write_image writes (docs/robustness.md)
 
 
-def _temporary(folder: Path) -> Path:
-    # named as focusfuse.io names its temporaries, so that one left by a killed process is
-    # removed by the next write_image into that folder (io.remove_stale_temporaries)
-    while True:
-        tmp = folder / f".focusfuse-{os.getpid()}-{secrets.token_hex(4)}.tmp"
-        try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-            return tmp
-        except FileExistsError:
-            continue
+def copy_metadata(source: str | os.PathLike, target: str | os.PathLike) -> Metadata:
+    """Put the EXIF and ICC profile of the image ``source`` into the image ``target`` (a
+    fused result of frames read by :func:`focusfuse.io.read_image`), when it has any: the
+    Orientation is set to 1 for a JPEG source, whose pixels are read upright, and kept for
+    PNG and TIFF, which are read as stored. Returns what was carried."""
+    meta = read_metadata(source)
+    if meta.exif is not None or meta.icc is not None:
+        upright = _kind(Path(source)) == "jpeg"
+        write_metadata(target, meta, orientation=1 if upright else None)
+    return meta
 
 
 def _with_orientation(exif: bytes, value: int) -> bytes:
@@ -439,7 +433,8 @@ def _is_png_exif_text(kind: bytes, chunk: bytes) -> bool:
 
 # TIFF
 
-def _write_tiff(path: Path, tmp: Path, exif: bytes | None, icc: bytes | None) -> None:
+def _tiff_with(path: Path, exif: bytes | None, icc: bytes | None) -> bytes:
+    """The TIFF at ``path`` re-encoded (same pixels and layout) with ``exif`` and ``icc``."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
@@ -489,31 +484,34 @@ def _write_tiff(path: Path, tmp: Path, exif: bytes | None, icc: bytes | None) ->
             elif isinstance(value, int):
                 extratags.append((tag, "H" if typ == 3 else "I", 1, value, True))
 
-    tifffile.imwrite(tmp, pixels, iccprofile=icc, extratags=extratags, **options)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, pixels, iccprofile=icc, extratags=extratags, **options)
     if subs:
-        _append_sub_ifds(tmp, subs)
+        _append_sub_ifds(buf, subs)
+    return buf.getvalue()
 
 
-def _append_sub_ifds(tmp: Path, subs: dict[int, dict]) -> None:
-    """Write each sub-IFD tree at the end of the file and point its IFD0 entry at it."""
-    with open(tmp, "r+b") as f:
-        head = _tiff_head(f)
-        order = "<" if head[:2] == b"II" else ">"
-        big = len(head) == 16
-        (ifd0,) = struct.unpack_from(order + ("Q" if big else "I"), head, 8 if big else 4)
-        f.seek(ifd0)
-        count_size, entry_size = (8, 20) if big else (2, 12)
-        (count,) = struct.unpack(order + ("Q" if big else "H"), f.read(count_size))
-        entries = f.read(count * entry_size)
-        codes = [struct.unpack_from(order + "H", entries, i * entry_size)[0]
-                 for i in range(count)]
-        for pointer, tree in subs.items():
-            end = f.seek(0, os.SEEK_END)
-            end += end & 1  # an IFD starts on a word boundary
-            f.seek(end)
-            f.write(_tree_bytes(head, tree, end, pointer))
-            at = ifd0 + count_size + codes.index(_TIFF_STAND_IN[pointer]) * entry_size
-            f.seek(at)
-            f.write(struct.pack(order + "H", pointer))
-            f.seek(at + (12 if big else 8))
-            f.write(struct.pack(order + "I", end))
+def _append_sub_ifds(f, subs: dict[int, dict]) -> None:
+    """Write each sub-IFD tree at the end of the file ``f`` (open for reading and writing)
+    and point its IFD0 entry at it."""
+    f.seek(0)
+    head = _tiff_head(f)
+    order = "<" if head[:2] == b"II" else ">"
+    big = len(head) == 16
+    (ifd0,) = struct.unpack_from(order + ("Q" if big else "I"), head, 8 if big else 4)
+    f.seek(ifd0)
+    count_size, entry_size = (8, 20) if big else (2, 12)
+    (count,) = struct.unpack(order + ("Q" if big else "H"), f.read(count_size))
+    entries = f.read(count * entry_size)
+    codes = [struct.unpack_from(order + "H", entries, i * entry_size)[0]
+             for i in range(count)]
+    for pointer, tree in subs.items():
+        end = f.seek(0, os.SEEK_END)
+        end += end & 1  # an IFD starts on a word boundary
+        f.seek(end)
+        f.write(_tree_bytes(head, tree, end, pointer))
+        at = ifd0 + count_size + codes.index(_TIFF_STAND_IN[pointer]) * entry_size
+        f.seek(at)
+        f.write(struct.pack(order + "H", pointer))
+        f.seek(at + (12 if big else 8))
+        f.write(struct.pack(order + "I", end))

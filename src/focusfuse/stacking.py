@@ -10,6 +10,7 @@ number of full-size planes is kept, so memory does not grow with the number of f
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import warnings
@@ -19,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from focusfuse.checks import IMAGE_SUFFIXES, ImageError
-from focusfuse.fusion.stack import ArrayFrames, Frames, fuse_stack
+from focusfuse.fusion.stack import Frames, fuse_stack
 
-__all__ = ["FileFrames", "align_stack", "list_frames", "run_stack", "stack"]
+__all__ = ["FileFrames", "StackFrames", "align_stack", "list_frames", "run_stack", "stack"]
 
 
 def _natural_key(text: str):
@@ -31,7 +32,7 @@ def _natural_key(text: str):
 def list_frames(items: Sequence[str | os.PathLike]) -> list[Path]:
     """The frame files named by ``items``: files, folders (their image files) or glob
     patterns, in natural name order (``f2`` before ``f10``) within each item. Files in a
-    folder that are not images are left out with a warning."""
+    folder that are not images are left out with a warning; a missing file is an error."""
     out: list[Path] = []
     for item in items:
         path = Path(item)
@@ -53,88 +54,90 @@ def list_frames(items: Sequence[str | os.PathLike]) -> list[Path]:
             if not found:
                 raise ValueError(f"{item}: no file matches this pattern")
             out += found
+        elif not path.is_file():
+            raise ValueError(f"{path}: no such file; check the path")
         else:
             out.append(path)
     return out
 
 
-#: the memory FileFrames may keep decoded (and aligned) frames in, between passes
+#: the memory a stack's frames may keep decoded (and aligned) frames in, between passes
 CACHE_BYTES = 256 * 2**20
 
 
-class FileFrames(Frames):
-    """Frames read from files, one at a time, resampled onto the reference's grid by an
-    :class:`~focusfuse.align.Alignment` (if any) and gain-matched.
+class StackFrames(Frames):
+    """Frames loaded one at a time, ``load(index)`` giving a frame's pixels, resampled onto
+    the reference's grid by an :class:`~focusfuse.align.Alignment` (if any) and
+    gain-matched; ``digest_of(index)`` identifies a frame's content, so that the canonical
+    order does not depend on the alignment. ``keep``: the indices used (the frames that
+    aligned). Up to ``cache_bytes`` of loaded frames are kept for the next passes."""
 
-    ``read(path)`` gives an :class:`focusfuse.io.Image`. The frames' digest is that of the
-    file's bytes, so the canonical order does not depend on the alignment.
-    """
-
-    def __init__(self, paths: Sequence[Path], read: Callable, alignment=None,
-                 keep: Sequence[int] | None = None, cache_bytes: int = CACHE_BYTES):
-        self.all_paths = list(paths)
-        self.keep = list(range(len(self.all_paths))) if keep is None else list(keep)
-        self.read, self.alignment = read, alignment
-        self._digests: dict[int, bytes] = {}
+    def __init__(self, load: Callable[[int], np.ndarray], digest_of: Callable[[int], bytes],
+                 n: int, alignment=None, keep: Sequence[int] | None = None,
+                 cache_bytes: int = CACHE_BYTES):
+        self.load, self.digest_of, self.alignment = load, digest_of, alignment
+        self.keep = list(range(n)) if keep is None else list(keep)
         self._last: tuple[int, tuple] | None = None  # the frame read last (one frame kept)
-        # frames kept after their first read, up to a fixed budget (so memory does not grow
-        # with the number of frames): the fusion reads each frame two to four times
         self._kept: dict[int, tuple] = {}
-        self._budget = cache_bytes
+        self._budget, self._used = cache_bytes, 0
 
     def __len__(self) -> int:
         return len(self.keep)
 
-    def path(self, k: int) -> Path:
-        return self.all_paths[self.keep[k]]
-
-    def _load(self, k: int):
+    def _get(self, k: int):
         if k in self._kept:
             return self._kept[k]
         if self._last is None or self._last[0] != k:
             self._last = None  # free the previous frame first
-            loaded = self._read(k)
+            loaded = self._aligned(k)
             size = loaded[0].nbytes + (0 if loaded[1] is None else loaded[1].nbytes)
-            used = sum(v[0].nbytes + (0 if v[1] is None else v[1].nbytes)
-                       for v in self._kept.values())
-            if used + size <= self._budget:
+            if self._used + size <= self._budget:
                 self._kept[k] = loaded
+                self._used += size
                 return loaded
             self._last = (k, loaded)
         return self._last[1]
 
-    def _read(self, k: int):
+    def _aligned(self, k: int):
         from focusfuse.align import is_identity, warp
 
         index = self.keep[k]
-        pixels = self.read(self.all_paths[index]).pixels
-        m = None if self.alignment is None else self.alignment.transforms[index]
-        if m is None or is_identity(m):
-            gains = None if self.alignment is None or not self.alignment.gains else \
-                self.alignment.gains[index]
+        pixels = self.load(index)
+        covered = None
+        if self.alignment is not None:
+            m = self.alignment.transforms[index]
+            if not is_identity(m):
+                pixels, covered = warp(pixels, m, self.alignment.shape)
+            gains = self.alignment.gains[index]
             if gains is not None and not np.all(gains == 1):
-                pixels = np.clip(pixels * (gains.astype(np.float32) if pixels.ndim == 3
-                                           else np.float32(gains[0])), 0.0, 1.0)
-            return pixels, None
-        warped, covered = warp(pixels, m, self.alignment.shape)
-        gains = self.alignment.gains[index] if self.alignment.gains else None
-        if gains is not None:
-            warped = warped * (gains.astype(np.float32) if warped.ndim == 3 else np.float32(gains[0]))
-            np.clip(warped, 0.0, 1.0, out=warped)
-        return warped.astype(np.float32, copy=False), covered
+                pixels = pixels * (gains.astype(np.float32) if pixels.ndim == 3
+                                   else np.float32(gains[0]))
+                np.clip(pixels, 0.0, 1.0, out=pixels)
+        return pixels.astype(np.float32, copy=False), covered
 
     def __getitem__(self, k: int) -> np.ndarray:
-        return self._load(k)[0]
+        return self._get(k)[0]
 
     def valid(self, k: int) -> np.ndarray | None:
-        return self._load(k)[1]
+        return self._get(k)[1]
 
     def digest(self, k: int) -> bytes:
-        import hashlib
+        return self.digest_of(self.keep[k])
 
-        if k not in self._digests:
-            self._digests[k] = hashlib.sha1(self.path(k).read_bytes()).digest()
-        return self._digests[k]
+
+class FileFrames(StackFrames):
+    """The frames of ``paths``, read through ``read`` (a :class:`_Reader`)."""
+
+    def __init__(self, paths: Sequence[Path], read, alignment=None,
+                 keep: Sequence[int] | None = None, cache_bytes: int = CACHE_BYTES):
+        self.all_paths = list(paths)
+        super().__init__(lambda i: read(self.all_paths[i]).pixels,
+                         lambda i: read.digest(self.all_paths[i]), len(self.all_paths),
+                         alignment, keep, cache_bytes)
+        self.read = read
+
+    def path(self, k: int) -> Path:
+        return self.all_paths[self.keep[k]]
 
 
 class _Reader:
@@ -146,6 +149,13 @@ class _Reader:
     def __init__(self, read_options: dict | None):
         self.options = read_options or {}
         self.first = None  # (path, shape, bit depth)
+        self._digests: dict[Path, bytes] = {}
+
+    def digest(self, path: Path) -> bytes:
+        """A digest of the file's bytes (read once per file)."""
+        if path not in self._digests:
+            self._digests[path] = hashlib.sha1(path.read_bytes()).digest()
+        return self._digests[path]
 
     def __call__(self, path: Path):
         from focusfuse.checks import check_images
@@ -199,11 +209,8 @@ def align_stack(paths: Sequence[Path], *, reference: int | None = None, strict: 
     from focusfuse.align import align_frames
 
     read = read_options if isinstance(read_options, _Reader) else _Reader(read_options)
-    import hashlib
-
     alignment = align_frames(lambda k: read(paths[k]).pixels, len(paths), reference=reference,
-                             reference_key=lambda k: hashlib.sha1(paths[k].read_bytes()).digest(),
-                             progress=progress)
+                             reference_key=lambda k: read.digest(paths[k]), progress=progress)
     keep = list(range(len(paths)))
     if alignment.failed:
         names = ", ".join(f"{paths[k].name} ({alignment.reasons[k]})" for k in alignment.failed)
@@ -222,19 +229,15 @@ def run_stack(frames, method: str, options, *, align: bool = True, reference: in
               crop: bool = False, strict: bool = False, read_options: dict | None = None,
               progress=None):
     """:func:`stack` with the method's options already built."""
-    if len(frames) < 2:
-        raise ValueError(f"a stack needs at least two frames; got {len(frames)}")
-    info: dict = {"alignment": None, "crop": None, "bit_depth": 32}
+    info: dict = {"alignment": None, "crop": None, "bit_depth": 32, "paths": None}
     if all(isinstance(f, np.ndarray) for f in frames):
         from focusfuse.checks import check_images
+        from focusfuse.fusion.stack import _digest
 
         images = check_images(frames)
-        source: Frames = ArrayFrames(images)
-        info["paths"] = None
+        alignment, keep = None, None
         if align:
             from focusfuse.align import align_frames
-
-            from focusfuse.fusion.stack import _digest
 
             alignment = align_frames(lambda k: images[k], len(images), reference=reference,
                                      reference_key=lambda k: _digest(images[k]),
@@ -242,83 +245,45 @@ def run_stack(frames, method: str, options, *, align: bool = True, reference: in
             if alignment.failed and strict:
                 raise ValueError(f"could not align frames {alignment.failed}: "
                                  f"{'; '.join(alignment.reasons.values())}")
-            source = _AlignedArrays(images, alignment)
-            info["alignment"] = alignment
+            keep = [k for k in range(len(images)) if alignment.transforms[k] is not None]
+        # in memory already: nothing to keep between passes
+        source = StackFrames(lambda i: images[i], lambda i: _digest(images[i]), len(images),
+                             alignment, keep, cache_bytes=0)
     else:
-        paths = [Path(f) for f in frames]
-        for path in paths:
-            if not path.is_file():
-                raise ValueError(f"{path}: no such file; check the path")
+        paths = list_frames(frames)
         read = _Reader(read_options)
         if align:
-            source, info["alignment"] = align_stack(paths, reference=reference, strict=strict,
-                                                    read_options=read, progress=progress)
+            source, alignment = align_stack(paths, reference=reference, strict=strict,
+                                            read_options=read, progress=progress)
         else:
-            source = FileFrames(paths, read)
+            source, alignment = FileFrames(paths, read), None
         info["paths"] = [paths[k] for k in source.keep]
+    info["alignment"] = alignment
     result = fuse_stack(source, method, options, progress=progress)
     if isinstance(source, FileFrames):
-        info["bit_depth"] = read.bit_depth
-    keep = getattr(source, "keep", None)
-    if keep is not None and result.depth_map is not None:
-        result.depth_map = np.asarray(keep, np.int16)[result.depth_map]
+        info["bit_depth"] = source.read.bit_depth
+    if result.depth_map is not None:
+        result.depth_map = np.asarray(source.keep, np.int16)[result.depth_map]
         result.n_frames = len(frames)
-    if crop and info["alignment"] is not None:
-        box = _common_box(source)
-        info["crop"] = box
-        y0, y1, x0, x1 = box
+    if crop and alignment is not None:
+        from focusfuse.align import coverage
+
+        masks = [coverage(alignment.transforms[i], alignment.shape, alignment.shape)
+                 for i in source.keep]
+        info["crop"] = y0, y1, x0, x1 = _common_box(masks, alignment.shape)
         result.fused = np.ascontiguousarray(result.fused[y0:y1, x0:x1])
         if result.depth_map is not None:
             result.depth_map = np.ascontiguousarray(result.depth_map[y0:y1, x0:x1])
     return result, info
 
 
-class _AlignedArrays(ArrayFrames):
-    def __init__(self, images, alignment):
-        super().__init__(images)
-        self.alignment = alignment
-        self.keep = [k for k in range(len(images)) if alignment.transforms[k] is not None]
-
-    def __len__(self):
-        return len(self.keep)
-
-    def _load(self, k):
-        from focusfuse.align import is_identity, warp
-
-        index = self.keep[k]
-        m = self.alignment.transforms[index]
-        if is_identity(m) and np.all(self.alignment.gains[index] == 1):
-            return self.images[index], None
-        warped, covered = warp(self.images[index], self.alignment.transforms[index],
-                               self.alignment.shape)
-        gains = self.alignment.gains[index]
-        warped = warped * (gains.astype(np.float32) if warped.ndim == 3 else np.float32(gains[0]))
-        return np.clip(warped, 0.0, 1.0).astype(np.float32), covered
-
-    def __getitem__(self, k):
-        return self._load(k)[0]
-
-    def valid(self, k):
-        return self._load(k)[1]
-
-    def digest(self, k):
-        from focusfuse.fusion.stack import _digest
-
-        return _digest(self.images[self.keep[k]])
-
-
-def _common_box(source) -> tuple[int, int, int, int]:
-    """The largest box (y0, y1, x0, x1), shrunk from the sides, inside which every frame of
-    ``source`` has data."""
-    common = None
-    for k in range(len(source)):
-        v = source.valid(k)
-        if v is None:
-            continue
-        common = v.copy() if common is None else (common & v)
-    if common is None:
-        h, w = source[0].shape[:2]
-        return 0, h, 0, w
+def _common_box(masks, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest box (y0, y1, x0, x1), shrunk from the sides, inside which every one of
+    ``masks`` (bool (H, W), None for a frame that covers everything) is true."""
+    common = np.ones(shape, bool)
+    for mask in masks:
+        if mask is not None:
+            common &= mask
     y0, y1, x0, x1 = 0, common.shape[0], 0, common.shape[1]
     while y1 - y0 > 1 and x1 - x0 > 1:
         box = common[y0:y1, x0:x1]

@@ -90,6 +90,18 @@ class FusionResult:
                 written.append(write_image(folder / f"{prefix}{name}.png",
                                            np.clip(np.asarray(value, dtype=np.float64), 0, 1)))
         if self.depth_map is not None:
-            top = max((self.n_frames or int(self.depth_map.max()) + 1) - 1, 1)
-            written.append(write_image(folder / "depth.png", self.depth_map / top, bit_depth=16))
+            written.append(self.save_depth(folder / "depth.png"))
         return written
+
+    def save_depth(self, path: str | os.PathLike, *, raw: bool = False) -> Path:
+        """Write ``depth_map`` as a PNG or TIFF: the frame index spread over the range (0
+        the first frame, white the last; 16 bit), or with ``raw`` the index itself as the
+        pixel value (8 bit, 16 bit beyond 256 frames)."""
+        from focusfuse.io import write_image
+
+        if self.depth_map is None:
+            raise ValueError("this result has no depth map (it is not a stack's)")
+        n = self.n_frames or int(self.depth_map.max()) + 1
+        bits = 16 if n > 256 or not raw else 8
+        scale = 1.0 / (255 if bits == 8 else 65535) if raw else 1.0 / max(n - 1, 1)
+        return write_image(path, self.depth_map * scale, bit_depth=bits)

@@ -162,12 +162,12 @@ def _cnn_stack(frames: Frames, order: list[int], options, report: _Pass):
 
     present = [i for i in range(n) if (labels == i).any()]
     guide = None
-    for i in present:
+    for j, i in enumerate(present):
         gray = to_gray(frames[order[i]])
         if guide is None:
             guide = np.empty(shape, gray.dtype)
         np.copyto(guide, gray, where=labels == i)
-        report("guide", present.index(i) + 1, len(present))
+        report("guide", j + 1, len(present))
 
     fused = None
     for j, i in enumerate(present):
