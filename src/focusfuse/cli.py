@@ -213,12 +213,18 @@ def _add_stack(sub) -> None:
                    help="fused image to write (.png, .tif, .jpg); required unless --align-only")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUTPUT (and --depth-map) if they exist")
+    _add_stack_flags(p, batch=False)
+
+
+def _add_stack_flags(p, *, batch: bool) -> None:
+    """The flags ``stack`` and ``batch`` share: method, alignment, output, input."""
     p.add_argument("--method", default="cnn", choices=STACK_METHODS, help="fusion method")
     _add_method_options(p)
     g = p.add_argument_group("alignment")
     g.add_argument("--no-align", action="store_true", help="fuse the frames as they are")
-    g.add_argument("--align-only", default=None, metavar="DIR",
-                   help="only align: write the aligned frames to DIR (new or empty)")
+    if not batch:
+        g.add_argument("--align-only", default=None, metavar="DIR",
+                       help="only align: write the aligned frames to DIR (new or empty)")
     g.add_argument("--reference", type=int, default=None, metavar="K",
                    help="index of the frame the others are aligned to (default: the middle "
                         "one; of an even stack's two, the one with the smaller content digest, "
@@ -231,9 +237,16 @@ def _add_stack(sub) -> None:
                    help="a frame that cannot be aligned is an error (default: a warning, and "
                         "the frame is left out)")
     g = p.add_argument_group("output")
-    g.add_argument("--depth-map", default=None, metavar="FILE",
-                   help="also write the index of the frame each pixel comes from, spread over "
-                        "the image's range (0: first frame, white: last)")
+    if batch:
+        g.add_argument("--format", default="png", choices=["png", "tif", "jpg"],
+                       help="file type of the fused images, each named after its stack")
+        g.add_argument("--depth-maps", action="store_true",
+                       help="also write each stack's depth map, NAME-depth.png: the index of "
+                            "the frame each pixel comes from, spread over the image's range")
+    else:
+        g.add_argument("--depth-map", default=None, metavar="FILE",
+                       help="also write the index of the frame each pixel comes from, spread "
+                            "over the image's range (0: first frame, white: last)")
     g.add_argument("--depth-raw", action="store_true",
                    help="write the depth map's raw frame index (0, 1, 2 ...) instead")
     g.add_argument("--bit-depth", type=int, choices=[8, 16], default=None,
@@ -246,51 +259,50 @@ def _add_stack(sub) -> None:
 def _run_stack(args) -> int:
     from focusfuse import checks
     from focusfuse.fusion.registry import get_method
-    from focusfuse.io import output_bit_depth, write_image
-    from focusfuse.metadata import copy_metadata
     from focusfuse.progress import Progress
-    from focusfuse.stacking import list_frames, run_stack
+    from focusfuse.stacking import list_frames, stack_to_file
 
-    paths = list_frames(args.frames)
-    if len(paths) < 2:
-        raise UserError(f"a stack needs at least two frames; got {len(paths)}"
-                        + (f" ({paths[0]})" if paths else ""))
     if args.output is None and args.align_only is None:
         raise UserError("give the fused image to write (-o OUTPUT), or --align-only DIR")
-    outputs = []
-    if args.output is not None:
-        outputs.append(checks.check_output_path(args.output, bit_depth=args.bit_depth,
-                                                inputs=paths, overwrite=args.overwrite))
-    if args.depth_map is not None:
-        depth = checks.check_output_path(args.depth_map, inputs=[*paths, *outputs],
-                                         overwrite=args.overwrite)
-        if depth.suffix.lower() in (".jpg", ".jpeg"):
-            raise UserError(f"--depth-map {depth}: a depth map must be lossless; write .png or .tif")
-        outputs.append(depth)
-    if args.align_only is not None:
-        folder = checks.check_steps_folder(args.align_only, keep=[*paths, *outputs],
-                                           overwrite=args.overwrite)
     options = get_method(args.method).make_options(_given_options(args))
     progress = Progress("stack", enabled=not args.quiet)
-    try:
-        if args.align_only is not None:
+    if args.align_only is not None:
+        paths = list_frames(args.frames)
+        if len(paths) < 2:
+            raise UserError(f"a stack needs at least two frames; got {len(paths)}"
+                            + (f" ({paths[0]})" if paths else ""))
+        keep = list(paths)
+        for path in (args.output, args.depth_map):
+            if path is not None:
+                keep.append(checks.check_output_path(path, inputs=keep,
+                                                     overwrite=args.overwrite))
+        folder = checks.check_steps_folder(args.align_only, keep=keep, overwrite=args.overwrite)
+        try:
             return _align_only(paths, folder, args, progress)
-        result, info = run_stack(paths, args.method, options, align=not args.no_align,
-                                 reference=args.reference, crop=args.crop, strict=args.strict,
-                                 read_options=_read_options(args), progress=progress)
+        finally:
+            progress.close()
+    try:
+        done = stack_to_file(args.frames, args.output, method=args.method, options=options,
+                             **_stack_settings(args), overwrite=args.overwrite,
+                             progress=progress)
     finally:
         progress.close()
-    output = outputs[0]
-    bits = output_bit_depth(output, [info["bit_depth"]], args.bit_depth)
-    write_image(output, result.fused, bit_depth=bits)
-    copy_metadata(paths[info["alignment"].reference if info["alignment"] else 0], output)
-    kept = len(info["paths"])
-    print(f"wrote {output} ({bits} bit) from {kept} frames"
-          + (f" ({len(paths) - kept} left out)" if kept < len(paths) else ""))
-    if args.depth_map is not None:
-        result.save_depth(outputs[-1], raw=args.depth_raw)
-        print(f"wrote {outputs[-1]} (depth map{', raw frame index' if args.depth_raw else ''})")
+    left_out = done["frames"] - done["kept"]
+    print(f"wrote {done['output']} ({done['bit_depth']} bit) from {done['kept']} frames"
+          + (f" ({left_out} left out)" if left_out else ""))
+    if done["depth_map"] is not None:
+        print(f"wrote {done['depth_map']} (depth map"
+              f"{', raw frame index' if args.depth_raw else ''})")
     return 0
+
+
+def _stack_settings(args) -> dict:
+    """The keyword arguments of :func:`focusfuse.stacking.stack_to_file` that ``stack`` and
+    ``batch`` share, from their flags (each stack's outputs aside)."""
+    return {"align": not args.no_align, "reference": args.reference, "crop": args.crop,
+            "strict": args.strict, "read_options": _read_options(args),
+            "bit_depth": args.bit_depth, "depth_raw": args.depth_raw,
+            **({"depth_map": args.depth_map} if hasattr(args, "depth_map") else {})}
 
 
 def _align_only(paths, folder, args, progress) -> int:
@@ -308,6 +320,76 @@ def _align_only(paths, folder, args, progress) -> int:
     print(f"wrote {len(frames)} aligned frames to {folder} (reference: "
           f"{paths[alignment.reference].name})")
     return 0
+
+
+def _add_batch(sub) -> None:
+    p = sub.add_parser(
+        "batch", help="fuse many focus stacks on Dask (a local cluster, or a scheduler's)",
+        description="Fuse many focus stacks, one output per stack, as focusfuse stack would "
+                    "one after another, on Dask: a local cluster sized to this machine by "
+                    "default, or the workers of an existing scheduler (--scheduler; on "
+                    "SLURM or LSF through dask-jobqueue, docs/batch.md). A summary (CSV) "
+                    "records every stack: status, frames, time, and the error of those that "
+                    "failed. Run it again to resume: stacks the summary records as done, "
+                    "whose outputs are intact, are skipped. Exit code 1 when some stacks "
+                    "failed.",
+        formatter_class=_Help)
+    p.add_argument("input", metavar="INPUT",
+                   help="a folder of stack folders (one stack per sub-folder, named after it), "
+                        "or a manifest: CSV with a header (frames: a folder, a glob, or files "
+                        "separated by ';'; optional name, output) or JSON (a list of objects "
+                        "with those keys)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="folder for the fused images (created if needed)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs that exist and are not this batch's own")
+    p.add_argument("--summary", default=None, metavar="FILE",
+                   help="the summary CSV (default: OUTDIR/summary.csv)")
+    _add_stack_flags(p, batch=True)
+    g = p.add_argument_group("cluster")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on the workers of this Dask scheduler (tcp://host:8786) instead "
+                        "of a local cluster")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes of the local cluster, each fusing one stack at a "
+                        "time (default: one per core, as many as the memory holds at 2 GB each; one per GPU)")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="PyTorch and OpenCV threads per worker (default: the cores over the "
+                        "workers, so that they do not oversubscribe them)")
+
+
+def _run_batch(args) -> int:
+    from focusfuse.batch import batch, dashboard
+    from focusfuse.progress import Progress
+
+    settings = _stack_settings(args)
+    progress = Progress("batch", enabled=not args.quiet, unit="stack")
+
+    def on_cluster(client) -> None:
+        if args.quiet:
+            return
+        link = dashboard(client)
+        where = args.scheduler or "a local cluster"
+        workers = len(client.scheduler_info().get("workers", {}))
+        print(f"batch: on {where} ({workers} worker{'s' if workers != 1 else ''}); dashboard: "
+              + (link or "none (it needs the bokeh package)"), file=sys.stderr, flush=True)
+
+    try:
+        rows = batch(args.input, args.output, method=args.method, scheduler=args.scheduler,
+                     workers=args.workers, threads=args.threads, **settings,
+                     depth_maps=args.depth_maps, suffix="." + args.format,
+                     overwrite=args.overwrite, summary=args.summary, progress=progress,
+                     on_cluster=on_cluster, **_given_options(args))
+    finally:
+        progress.close()
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "skipped", "failed")}
+    summary = args.summary or Path(args.output) / "summary.csv"
+    print(f"batch: {counts['done']} done, {counts['skipped']} skipped (done before), "
+          f"{counts['failed']} failed; summary: {summary}")
+    for row in rows:
+        if row["status"] == "failed":
+            print(f"focusfuse batch: failed: {row['stack']}: {row['error']}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
 
 
 def _add_demo(sub) -> None:
@@ -504,6 +586,7 @@ def _run_bench(args) -> int:
 COMMANDS = {
     "fuse": (_add_fuse, _run_fuse, True),
     "stack": (_add_stack, _run_stack, True),
+    "batch": (_add_batch, _run_batch, False),
     "demo": (_add_demo, _run_demo, True),
     "metrics": (_add_metrics, _run_metrics, False),
     "train": (_add_train, _run_train, False),
@@ -551,7 +634,7 @@ def _message(exc: Exception) -> str:
 _SETTING_FLAGS = frozenset({
     "arch", "steps", "batch_size", "lr", "momentum", "weight_decay", "patience",
     "holdout_suffix", "val_fraction", "val_pairs", "hard_val_pairs", "blur_levels",
-    "blur_kernel", "eval_every", "seed", "threads", "out", "max_pixels"})
+    "blur_kernel", "eval_every", "seed", "threads", "out", "max_pixels", "depth_map"})
 
 
 class _Terminated(KeyboardInterrupt):

@@ -12,11 +12,11 @@ __all__ = ["Progress"]
 class Progress:
     """A ``progress(stage, done, total)`` callback that writes to ``stream`` (stderr).
 
-    ``enabled=False`` writes nothing. On a terminal each stage gets a tqdm bar; elsewhere
-    a line ``PREFIX: STAGE DONE/TOTAL`` per step, flushed at once."""
+    ``enabled=False`` writes nothing. On a terminal each stage gets a tqdm bar (counting
+    ``unit``); elsewhere a line ``PREFIX: STAGE DONE/TOTAL`` per step, flushed at once."""
 
-    def __init__(self, prefix: str, *, enabled: bool = True, stream=None):
-        self.prefix, self.enabled = prefix, enabled
+    def __init__(self, prefix: str, *, enabled: bool = True, stream=None, unit: str = "frame"):
+        self.prefix, self.enabled, self.unit = prefix, enabled, unit
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._bar = None
@@ -34,7 +34,7 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=f"{self.prefix} {stage}", file=self.stream,
-                             leave=False, unit="frame")
+                             leave=False, unit=self.unit)
             self._stage = stage
         self._bar.n = done
         self._bar.refresh()

@@ -22,7 +22,8 @@ import numpy as np
 from focusfuse.checks import IMAGE_SUFFIXES, ImageError
 from focusfuse.fusion.stack import Frames, fuse_stack
 
-__all__ = ["FileFrames", "StackFrames", "align_stack", "list_frames", "run_stack", "stack"]
+__all__ = ["FileFrames", "StackFrames", "align_stack", "list_frames", "run_stack", "stack",
+           "stack_to_file"]
 
 
 def _natural_key(text: str):
@@ -301,3 +302,49 @@ def _common_box(masks, shape: tuple[int, int]) -> tuple[int, int, int, int]:
         else:
             x1 -= 1
     return y0, y1, x0, x1
+
+
+def stack_to_file(frames, output, *, method: str = "cnn", options=None, align: bool = True,
+                  reference: int | None = None, crop: bool = False, strict: bool = False,
+                  read_options: dict | None = None, bit_depth: int | None = None,
+                  depth_map=None, depth_raw: bool = False, overwrite: bool = False,
+                  progress=None) -> dict:
+    """What ``focusfuse stack`` does, and ``focusfuse batch`` for each stack: fuse the
+    stack of ``frames`` (files, folders or globs) and write ``output`` (bit depth as
+    :func:`focusfuse.io.output_bit_depth` chooses; the reference frame's EXIF and ICC
+    profile), and ``depth_map`` (a PNG or TIFF) if given. Every output is checked before
+    any frame is read, and each file appears complete or not at all. ``options``: the
+    method's, built (``Method.make_options``), or None for its defaults.
+
+    Returns ``{"output", "bit_depth", "frames", "kept", "depth_map", "reference"}``.
+    """
+    from focusfuse import checks
+    from focusfuse.fusion.registry import get_method
+    from focusfuse.io import output_bit_depth, write_image
+    from focusfuse.metadata import copy_metadata
+
+    paths = list_frames([frames] if isinstance(frames, (str, os.PathLike)) else frames)
+    if len(paths) < 2:
+        raise ValueError(f"a stack needs at least two frames; got {len(paths)}"
+                         + (f" ({paths[0]})" if paths else ""))
+    output = checks.check_output_path(output, bit_depth=bit_depth, inputs=paths,
+                                      overwrite=overwrite)
+    if depth_map is not None:
+        depth_map = checks.check_output_path(depth_map, inputs=[*paths, output],
+                                             overwrite=overwrite)
+        if depth_map.suffix.lower() in (".jpg", ".jpeg"):
+            raise checks.OptionError(f"depth_map {depth_map}: a depth map must be lossless; "
+                                     "write .png or .tif", "depth_map")
+    if options is None:
+        options = get_method(method).make_options({})
+    result, info = run_stack(paths, method, options, align=align, reference=reference,
+                             crop=crop, strict=strict, read_options=read_options,
+                             progress=progress)
+    bits = output_bit_depth(output, [info["bit_depth"]], bit_depth)
+    write_image(output, result.fused, bit_depth=bits)
+    ref = paths[info["alignment"].reference if info["alignment"] else 0]
+    copy_metadata(ref, output)
+    if depth_map is not None:
+        result.save_depth(depth_map, raw=depth_raw)
+    return {"output": output, "bit_depth": bits, "frames": len(paths),
+            "kept": len(info["paths"]), "depth_map": depth_map, "reference": ref}
