@@ -88,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO / "src"))
-    from focusfuse.batch import local_layout
+    from focusfuse.batching import local_layout
     from focusfuse.bench.machine import machine_info
 
     frames = Path(args.frames)

@@ -1,4 +1,4 @@
-"""``focusfuse batch`` and :func:`focusfuse.batch.batch`: stacks found in folders and
+"""``focusfuse batch`` and :func:`focusfuse.batch`: stacks found in folders and
 manifests; every output the same bytes as ``focusfuse stack`` on the same stack, on a real
 Dask cluster of worker processes reached through its TCP address; the network loaded once
 per worker; a broken stack reported while the others are written; a stopped batch resumed
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from focusfuse.batch import find_stacks, local_layout, read_summary, thread_plan
+from focusfuse.batching import find_stacks, local_layout, read_summary, thread_plan
 from focusfuse.cli import main
 from focusfuse.io import read_image, write_image
 
@@ -204,7 +204,7 @@ def test_a_broken_stack_is_reported_and_the_others_written(tmp_path, cluster, re
 
 
 def test_a_stopped_batch_resumes_without_redoing(tmp_path, cluster, reference):
-    from focusfuse.batch import batch
+    from focusfuse.batching import batch
 
     root, one_by_one = reference
     manifest = tmp_path / "plate.csv"
@@ -268,6 +268,10 @@ def test_outputs_that_are_not_the_batchs_are_kept(tmp_path, cluster, reference, 
     assert "plate1: output" in capsys.readouterr().err and "--overwrite" in \
         _rows(out / "summary.csv")["plate1"]["error"]
     assert mine.read_bytes() == b"the user's own file"
+    assert main(args) == 1  # listed in the summary now, as failed: still not the batch's
+    assert mine.read_bytes() == b"the user's own file"
+    assert main([*args, "--overwrite"]) == 0
+    assert mine.read_bytes() != b"the user's own file"
 
 
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys):

@@ -17,6 +17,7 @@ __all__ = [
     "METHODS",
     "DecisionMaps",
     "FusionResult",
+    "batch",
     "create_model",
     "fuse",
     "keep_freed_memory",
@@ -38,6 +39,7 @@ _HOME = {
     "load_weights": "focusfuse.models",
     "keep_freed_memory": "focusfuse.device",
     "stack": "focusfuse.stacking",
+    "batch": "focusfuse.batching",
 }
 
 

@@ -359,7 +359,7 @@ def _add_batch(sub) -> None:
 
 
 def _run_batch(args) -> int:
-    from focusfuse.batch import batch, dashboard
+    from focusfuse.batching import batch, dashboard
     from focusfuse.progress import Progress
 
     settings = _stack_settings(args)

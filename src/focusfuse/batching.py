@@ -1,18 +1,20 @@
-"""Many focus stacks at once, on Dask: ``focusfuse batch`` is this module's :func:`batch`.
+"""Many focus stacks at once, on Dask: ``focusfuse batch`` is this module's :func:`batch`
+(``focusfuse.batch``).
 
 Each stack is one task, :func:`focusfuse.stacking.stack_to_file` (what ``focusfuse stack``
 runs), on a ``dask.distributed`` cluster: by default a local one sized to the machine
-(:func:`local_layout`), or any scheduler given by its address (a cluster started by
-``dask-jobqueue`` on SLURM or LSF, say; docs/batch.md). Each worker runs one stack at a time
-and keeps the network loaded between stacks.
+(:func:`local_layout`: one stack at a time per worker), or any scheduler given by its
+address (a cluster started by ``dask-jobqueue`` on SLURM or LSF, say; docs/batch.md),
+where each stack gets the threads of :func:`thread_plan`. A worker keeps the network
+loaded between stacks.
 
 A summary (CSV) holds one row per stack: its status, frame count, time, outputs and error.
-It is rewritten in one step after every stack, so that a batch that is stopped (Ctrl-C, a
-killed job) can be run again: a stack is skipped when the summary records it as done for
-the same frames and settings *and* its output still has the recorded SHA-256, not merely
-because a file of that name exists. Each output appears complete or not at all
-(:func:`focusfuse.io.write_image`), and a bad stack is a failed row, not the end of the
-batch.
+It is rewritten in one step as stacks finish (at most once a second, and at the end), so
+that a batch that is stopped (Ctrl-C, a killed job) can be run again: a stack is skipped
+when the summary records it as done for the same frames and settings *and* its outputs
+still have the recorded SHA-256, not merely because a file of that name exists. Each
+output appears complete or not at all (:func:`focusfuse.io.write_image`), and a bad stack
+is a failed row, not the end of the batch.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ SUMMARY_FIELDS = ("stack", "status", "frames", "kept", "seconds", "output", "dep
 #: a row's status: written now, written before (and still intact), failed, or not run
 #: (the batch was stopped first)
 STATUSES = ("done", "skipped", "failed", "pending")
+#: the summary is rewritten after a stack finishes if this many seconds have passed since
+#: it was last written (and always at the end, also after Ctrl-C): a batch of thousands of
+#: stacks does not rewrite a long file thousands of times, and a killed batch redoes at
+#: most the stacks of its last second
+SUMMARY_EVERY = 1.0
 #: the memory one stack of a few megapixels takes at most with the CNN (docs/stacks.md:
 #: 0.9 GB for 10 frames of 3 MP with the fast model), with room: a local cluster starts no
 #: more workers than the machine has memory for at this size each
@@ -428,6 +435,9 @@ def batch(stacks, out_dir: str | os.PathLike, client=None, *, method: str = "cnn
     from focusfuse.fusion.registry import get_method
 
     get_method(method).make_options(options)  # every option checked before any work
+    if bit_depth == 16 and suffix.lower() in (".jpg", ".jpeg"):
+        raise checks.OptionError("JPEG cannot hold 16 bits; write png or tif, or 8 bits",
+                                 "bit_depth")
     if client is not None and scheduler is not None:
         raise ValueError("give a client or a scheduler address, not both")
     if (client is not None or scheduler is not None) and workers is not None:
@@ -484,7 +494,9 @@ def _prepare(job: StackJob, key_settings: dict, before: dict | None,
     row["job"] = key
     if _finished_before(before, job, key):
         return {**before, "status": "skipped"}, key
-    ours = before is not None  # listed by the previous run of this batch
+    # listed by the previous run of this batch, which may have written it: not a row that
+    # failed before any worker ran (an output that was already there is one of those)
+    ours = before is not None and (before.get("status") != "failed" or bool(before.get("worker")))
     for path in (job.output, job.depth_map):
         if path is not None and path.exists() and not (overwrite or ours):
             row.update(status="failed", error=f"output {path} exists and is not this batch's; "
@@ -510,6 +522,7 @@ def _run_all(todo, rows, summary, method, options, settings, client, scheduler, 
     if task_threads is None:
         task_threads = thread_plan(client)
     futures = {}
+    written = -SUMMARY_EVERY
     try:
         for job, key in todo:
             future = client.submit(run_job, job, method, options, settings, task_threads,
@@ -521,10 +534,13 @@ def _run_all(todo, rows, summary, method, options, settings, client, scheduler, 
                 row = future.result()
             except Exception as exc:  # the worker died (out of memory?), or the task was lost
                 row = {"stack": job.name, "output": str(job.output), "status": "failed",
-                       "error": f"the worker running it was lost ({_one_line(exc)}); out "
-                                "of memory? try fewer workers"}
+                       "error": f"the task was lost ({_one_line(exc)}); when its worker "
+                                "died, running out of memory is the usual cause: try fewer "
+                                "workers"}
             rows[job.name] = {**rows[job.name], **row, "job": key}
-            _write_summary(summary, rows.values())
+            if time.monotonic() - written >= SUMMARY_EVERY:
+                _write_summary(summary, rows.values())
+                written = time.monotonic()
             done += 1
             if progress:
                 progress("stacks", done, total)
@@ -585,7 +601,7 @@ def _start(scheduler: str | None, workers: int | None, threads: int | None):
         import logging
 
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR,
+                               dashboard_address=":0", silence_logs=logging.CRITICAL,
                                memory_limit=None)
     except RuntimeError as exc:
         raise OSError(f"could not start a local Dask cluster ({_one_line(exc)}); in a script "
