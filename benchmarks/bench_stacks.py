@@ -5,12 +5,15 @@ on the same files:
 
 - **synthetic** (the default): 8-frame stacks made by ``focusfuse.data.stacks.make_stack``
   from ``--scenes`` BSDS500 images (a seeded choice), in the variants clean / noisy /
-  handheld, written as 8-bit PNG to a temporary folder; each tool's output is registered
+  handheld (motion alone) / handheld-noisy (motion, gain and noise), written as 8-bit PNG to a temporary folder; each tool's output is registered
   to the all-in-focus truth (OpenCV ECC, affine, since a tool that aligns keeps its
   reference frame's geometry, and focus-stack also crops), then scored on the central
   80%: PSNR and SSIM (scikit-image) on the colour image. Time: wall seconds of the whole
   process per stack; memory: its peak resident set (GNU time's ``%M``, when
-  ``/usr/bin/time`` is there).
+  ``/usr/bin/time`` is there). A tool whose template has ``{depth}`` writes its depth map
+  there (the raw frame index, ``--depth-map {depth} --depth-raw``): it is brought into the
+  truth's geometry with the fused image's registration and scored on the textured pixels
+  of the centre (:func:`depth_score`).
 - **real** (``--real``): the four real stacks of ``../shared/data/stacks``; the tools run
   alternately (ours, focus-stack, enfuse, ours, ...) ``--repeat`` times; wall-time ratios
   and peak memory; each output registered to the middle frame and cut into crops (fine
@@ -18,7 +21,8 @@ on the same files:
   ``--out`` for the docs.
 
 A tool is a command-line template: ``{frames}`` becomes the frame files (as separate
-arguments), ``{out}`` the output file, ``{folder}`` the stack's folder. Ours is given with
+arguments), ``{out}`` the output file, ``{folder}`` the stack's folder, ``{depth}`` (if
+there) the depth map's file. Ours is given with
 ``--ours NAME=TEMPLATE`` (repeatable); without it, ``focusfuse stack`` is tried and
 skipped with a message when the installed focusfuse has no such subcommand. A peer not on
 ``PATH`` is skipped with a message saying how to get it.
@@ -50,7 +54,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-VARIANTS = ("clean", "noisy", "handheld")
+VARIANTS = ("clean", "noisy", "handheld", "handheld-noisy")  # focusfuse.data.stacks.VARIANTS
 REAL_STACKS = ("pcb", "pcb-depth", "amber-flies", "chimp")
 
 #: the default "ours": used when the installed focusfuse has a `stack` subcommand
@@ -94,13 +98,18 @@ class Tool:
     def output(self, folder: Path) -> Path:
         return folder / f"out-{self.name}{self.suffix}"
 
+    def depth_output(self, folder: Path) -> Path | None:
+        """Where the tool writes its raw depth map, if its template asks for one."""
+        return folder / f"depth-{self.name}.png" if "{depth}" in self.template else None
+
     def argv(self, frames: list[Path], out: Path, folder: Path) -> list[str]:
         args = []
         for token in shlex.split(self.template):
             if token == "{frames}":
                 args.extend(str(f) for f in frames)
             else:
-                args.append(token.format(out=out, folder=folder))
+                args.append(token.format(out=out, folder=folder,
+                                         depth=self.depth_output(out.parent)))
         args[0] = _resolve(args[0])
         return args
 
@@ -274,7 +283,15 @@ def register(image: np.ndarray, reference: np.ndarray, *, max_side: int = 1024,
 
 
 def score(output: np.ndarray, truth: np.ndarray, *, centre: float = 0.8) -> dict:
-    """PSNR and SSIM of ``output`` against ``truth`` on the central part, after registration."""
+    """PSNR and SSIM of ``output`` against ``truth`` on the central part, after registration.
+
+    Also ``psnr_own``: the PSNR in the output's own geometry, against the truth carried
+    there by the same registration (``truth`` warped, Lanczos, once, as the generator made
+    the hand-held frames). A hand-held stack has no frame in the truth's geometry, so
+    ``psnr`` charges every tool for two resamplings of the sharp image that are the
+    benchmark's (the generator's warp and the registration back); ``psnr_own`` charges
+    only what the tool did (its alignment's warps). Without motion the two are equal, up
+    to the registration's resampling where it was not the identity."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     registered, info = register(output, truth, centre=centre)
@@ -283,12 +300,47 @@ def score(output: np.ndarray, truth: np.ndarray, *, centre: float = 0.8) -> dict
             registered[:, :, None], 3, axis=2)
     box = _central(truth.shape, centre)
     a, b = truth[box].astype(np.float64), registered[box].astype(np.float64)
+    own = None
+    out3 = output[..., :3] if output.ndim == 3 else output
+    if out3.ndim == truth.ndim:
+        oh, ow = out3.shape[:2]
+        there = np.clip(cv2.warpAffine(truth, np.asarray(info["matrix"], np.float64), (ow, oh),
+                                       flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT),
+                        0.0, 1.0) if info["method"] != "identity" else truth
+        inner = _central(out3.shape, centre)
+        own = float(peak_signal_noise_ratio(there[inner].astype(np.float64),
+                                            out3[inner].astype(np.float64), data_range=1.0))
     return {
         "psnr": float(peak_signal_noise_ratio(a, b, data_range=1.0)),
+        "psnr_own": own,
         "ssim": float(structural_similarity(a, b, data_range=1.0,
                                             channel_axis=-1 if a.ndim == 3 else None)),
         "registration": info,
     }
+
+
+def depth_score(depth: np.ndarray, stack, registration: dict, *, centre: float = 0.8,
+                texture: float = 4 / 255, window: int = 7) -> dict:
+    """How often a tool's raw depth map (frame index per pixel, in its output's geometry)
+    is within one frame of the true ``depth_index``: on the textured pixels of the central
+    part (the truth's local ``window``² gray standard deviation above ``texture``: where a
+    focus measure can tell), and on all of them. The map is brought into the truth's
+    geometry with the fused image's registration (nearest neighbour)."""
+    h, w = stack.truth.shape[:2]
+    depth = depth.astype(np.float32)
+    if registration.get("method") != "identity" or depth.shape != (h, w):
+        depth = cv2.warpAffine(depth, np.asarray(registration["matrix"], np.float64), (w, h),
+                               flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REPLICATE)
+    g = _gray(stack.truth).astype(np.float32)
+    mean = cv2.blur(g, (window, window), borderType=cv2.BORDER_REFLECT)
+    std = np.sqrt(np.maximum(cv2.blur(g * g, (window, window), borderType=cv2.BORDER_REFLECT)
+                             - mean * mean, 0.0))
+    box = _central((h, w), centre)
+    near = (np.abs(depth - stack.depth_index) <= 1)[box]
+    textured = (std > texture)[box]
+    return {"depth_textured": float(near[textured].mean()), "depth_all": float(near.mean()),
+            "textured_share": float(textured.mean())}
 
 
 # synthetic ground truth
@@ -347,6 +399,12 @@ def run_synthetic(args, tools: list[Tool]) -> dict:
                         row.update(score(read_output(out), stack.truth, centre=args.centre))
                         line.append(f"{tool.name} {row['psnr']:.2f} dB {row['ssim']:.4f} "
                                     f"{run['seconds']:.2f} s")
+                        depth_file = tool.depth_output(folder)
+                        if depth_file is not None and depth_file.is_file():
+                            raw = cv2.imread(str(depth_file), cv2.IMREAD_UNCHANGED)
+                            row.update(depth_score(raw, stack, row["registration"],
+                                                   centre=args.centre))
+                            line.append(f"depth {100 * row['depth_textured']:.1f}%")
                     else:
                         tail = (folder / f"{tool.name}.log").read_text(errors="replace")[-300:]
                         row["error"] = tail
@@ -369,9 +427,16 @@ def summarize(rows: list[dict], names: list[str], variants) -> dict:
             mine = [r for r in rows if r["variant"] == variant and r["method"] == name]
             good = [r for r in mine if "psnr" in r]
             timed = [r["seconds"] for r in good if r["seconds"] is not None]
+            depths = [r for r in good if "depth_textured" in r]
+            owns = [r["psnr_own"] for r in good if r.get("psnr_own") is not None]
             out.setdefault(variant, {})[name] = {
+                "depth_textured": statistics.fmean(r["depth_textured"] for r in depths)
+                if depths else None,
+                "depth_all": statistics.fmean(r["depth_all"] for r in depths) if depths else None,
+                "depth_worst": min((r["depth_textured"] for r in depths), default=None),
                 "psnr": statistics.fmean(r["psnr"] for r in good) if good else None,
                 "ssim": statistics.fmean(r["ssim"] for r in good) if good else None,
+                "psnr_own": statistics.fmean(owns) if owns and name != ORACLE else None,
                 "seconds": statistics.fmean(timed) if timed else None,
                 "peak_rss_mb": max((r["peak_rss"] or 0 for r in good), default=0) / 2**20 or None,
                 "stacks": len(good), "failed": len(mine) - len(good),
@@ -383,16 +448,22 @@ def synthetic_markdown(summary: dict, n_scenes: int, frames: int) -> str:
     lines = []
     for variant, per_tool in summary.items():
         lines += [f"**{variant}** ({n_scenes} scenes, {frames} frames each)", "",
-                  "| method | PSNR (dB) | SSIM | s / stack | peak memory (MB) | stacks | failed |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| method | PSNR (dB) | PSNR, own geometry (dB) | SSIM | s / stack "
+                  "| peak memory (MB) | stacks | failed "
+                  "| depth ±1, textured / all / worst scene (%) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, s in per_tool.items():
             if s["stacks"]:
                 peak = f"{s['peak_rss_mb']:.0f}" if s["peak_rss_mb"] else "–"
                 secs = f"{s['seconds']:.2f}" if s["seconds"] is not None else "–"
-                lines.append(f"| {name} | {s['psnr']:.2f} | {s['ssim']:.4f} | {secs} "
-                             f"| {peak} | {s['stacks']} | {s['failed']} |")
+                depth = "–" if s["depth_textured"] is None else (
+                    f"{100 * s['depth_textured']:.1f} / {100 * s['depth_all']:.1f} / "
+                    f"{100 * s['depth_worst']:.1f}")
+                own = "–" if s["psnr_own"] is None else f"{s['psnr_own']:.2f}"
+                lines.append(f"| {name} | {s['psnr']:.2f} | {own} | {s['ssim']:.4f} | {secs} "
+                             f"| {peak} | {s['stacks']} | {s['failed']} | {depth} |")
             else:
-                lines.append(f"| {name} | – | – | – | – | 0 | {s['failed']} |")
+                lines.append(f"| {name} | – | – | – | – | – | 0 | {s['failed']} | – |")
         lines.append("")
     return "\n".join(lines)
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from focusfuse.decision import binary_map, box_mean, guided_filter, remove_small_regions
+from focusfuse.decision import (binary_map, box_mean, focus_map, guided_filter,
+                                remove_small_regions, window_map)
 
 
 def _blobs(shape=(40, 50), seed=0, density=0.45) -> np.ndarray:
@@ -212,3 +213,28 @@ def test_guided_filter_uses_float64_for_tiny_eps():
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, _reference_guided(guide.astype(np.float64),
                                                       src.astype(np.float64), 3, 1e-7), atol=1e-8)
+
+
+def test_window_map_takes_the_window_centred_on_each_pixel():
+    """Window i covers pixels 2i .. 2i + 15 (centre 2i + 7.5): pixels 8 and 9 of a row are
+    nearest the centres of windows 0 and 1; beyond the last centre, the last window."""
+    shape = (40, 50)
+    scores = np.arange(13 * 18, dtype=np.float64).reshape(13, 18)  # ceil(H/2) − 7, ceil(W/2) − 7
+    m = window_map(scores, shape)
+    assert m.shape == shape and m.dtype == np.float32
+    assert m[8, 8] == scores[0, 0] and m[9, 9] == scores[1, 1] and m[0, 0] == scores[0, 0]
+    assert m[39, 49] == scores[-1, -1] and m[20, 30] == scores[6, 11]  # (20 − 7.5) / 2 = 6.25
+    with pytest.raises(ValueError, match="does not belong to 40×51 images"):
+        window_map(scores, (40, 51))
+
+
+def test_window_map_keeps_an_edge_that_focus_map_spreads():
+    """A step in the scores: the centred windows put it within a pixel of its place, the
+    mean over the covering windows blurs it over 16 pixels."""
+    shape = (16, 80)
+    scores = np.zeros((1, 33))
+    scores[:, 16:] = 1.0  # windows 16.. (centres from 39.5) score 1
+    edge = np.flatnonzero(window_map(scores, shape)[0] > 0.5)[0]
+    assert edge in (39, 40)
+    spread = np.flatnonzero((focus_map(scores, shape)[0] > 0.01) & (focus_map(scores, shape)[0] < 0.99))
+    assert spread.size >= 12

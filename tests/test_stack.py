@@ -80,6 +80,10 @@ def test_the_depth_map_finds_the_sharp_frame(scene):
     depth = ff.fuse(frames, **FAST).depth_map
     assert depth.dtype == np.int16 and depth.shape == zones.shape
     assert (depth == zones).mean() > 0.95
+    near = np.zeros(zones.shape, bool)  # 6 px either side of the three zone edges
+    for x in (50, 100, 150):
+        near[:, x - 6:x + 6] = True
+    assert (depth == zones)[near].mean() > 0.8  # the centred windows keep the edges in place
 
 
 def test_the_paper_layout_scores_each_frame_against_the_mean(scene):

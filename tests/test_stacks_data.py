@@ -9,12 +9,10 @@ from scipy import ndimage
 from skimage import data as skdata
 from skimage.transform import resize
 
-from focusfuse.data.stacks import (VARIANTS, SyntheticStack, disk_kernel, load_sharp_images,
-                                   make_stack, write_stack)
+from focusfuse.data.stacks import (MOVING, SENSOR, VARIANTS, SyntheticStack, disk_kernel,
+                                   load_sharp_images, make_stack, write_stack)
 from focusfuse.io import read_image, write_image
 
-#: no gain change and (practically) no noise: the handheld variant's geometry alone
-QUIET = dict(gain_jitter=0.0, full_well=1e12, read_noise=0.0)
 
 
 def _small(image, size):
@@ -50,7 +48,8 @@ def test_shapes_and_dtypes(chelsea, variant):
     np.testing.assert_allclose(s.focus_depths, np.linspace(0, 1, 5))
     expected = np.abs(s.depth[None] - s.focus_depths[:, None, None]).argmin(0)
     assert np.mean(expected == s.depth_index) > 0.999  # float32 ties aside
-    assert all(t.is_identity for t in s.transforms) == (variant != "handheld")
+    assert all(t.is_identity for t in s.transforms) == (variant not in MOVING)
+    assert np.all(s.gains == 1) == (variant not in SENSOR)
 
 
 def test_gray_image():
@@ -139,7 +138,7 @@ def test_blurred_foreground_spills_over_background():
 
 def test_handheld_frames_are_warped_renders(chelsea):
     clean = make_stack(chelsea, frames=5, seed=2)
-    hand = make_stack(chelsea, frames=5, seed=2, variant="handheld", **QUIET)
+    hand = make_stack(chelsea, frames=5, seed=2, variant="handheld")  # the motion alone
     h, w = chelsea.shape[:2]
     scales = np.array([t.scale for t in hand.transforms])
     assert np.allclose(np.abs(scales - 1).max(), 0.02)
@@ -160,6 +159,22 @@ def test_handheld_frames_are_warped_renders(chelsea):
         residual = np.abs(back[inner] - clean.frames[k][inner]).mean()
         assert residual < 0.005
         assert np.abs(hand.frames[k][inner] - clean.frames[k][inner]).mean() > 2 * residual
+
+
+def test_handheld_noisy_is_handheld_with_the_sensor(chelsea):
+    """The two hand-held variants of a seed move alike; "handheld" has no gain or noise,
+    "handheld-noisy" is its frames through the gain and noise of "noisy"."""
+    hand = make_stack(chelsea, frames=4, seed=6, variant="handheld")
+    both = make_stack(chelsea, frames=4, seed=6, variant="handheld-noisy")
+    quiet = make_stack(chelsea, frames=4, seed=6, variant="handheld-noisy", full_well=1e12,
+                       read_noise=0.0)
+    assert all(np.array_equal(a.matrix, b.matrix) for a, b in zip(hand.transforms, both.transforms))
+    assert not any(t.is_identity for t in hand.transforms)
+    assert np.all(hand.gains == 1) and np.array_equal(both.gains, quiet.gains)
+    inner = (slice(10, -10), slice(10, -10))
+    for h, q, b, g in zip(hand.frames, quiet.frames, both.frames, both.gains):
+        np.testing.assert_allclose(q[inner], np.clip(h * g, 0, 1)[inner], atol=1e-5)
+        assert 0.5 / 255 < np.std(b[inner] - q[inner]) < 4 / 255  # the sensor noise
 
 
 def test_noise_level_and_gain(chelsea):

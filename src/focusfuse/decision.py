@@ -22,8 +22,8 @@ import numpy as np
 
 from focusfuse.checks import check_fraction, check_int, check_positive
 
-__all__ = ["binary_map", "box_mean", "focus_map", "guided_filter", "inside_counts",
-           "remove_small_regions", "rescale_edges"]
+__all__ = ["LabelState", "binary_map", "box_mean", "focus_map", "guided_filter", "inside_counts",
+           "remove_small_regions", "rescale_edges", "window_map"]
 
 
 def focus_map(scores: np.ndarray, shape: tuple[int, int], *, window: int = 16,
@@ -39,11 +39,9 @@ def focus_map(scores: np.ndarray, shape: tuple[int, int], *, window: int = 16,
     windows, t − 7 .. t: the map is an 8×8 (causal) box mean over the score map, each value
     then repeated over a 2×2 block.
     """
-    h, w = scores.shape
+    h, w = _check_scores(scores, shape, window, stride)
     H, W = shape
     n = window // stride  # windows per axis over one pixel, away from the borders
-    if h != -(-H // stride) - (n - 1) or w != -(-W // stride) - (n - 1):
-        raise ValueError(f"a score map of {h}×{w} does not belong to {H}×{W} images")
     padded = np.zeros((h + n - 1, w + n - 1))
     padded[:h, :w] = scores
     total = cv2.boxFilter(padded, cv2.CV_64F, (n, n), anchor=(n - 1, n - 1), normalize=True,
@@ -52,6 +50,31 @@ def focus_map(scores: np.ndarray, shape: tuple[int, int], *, window: int = 16,
     rescale_edges(total, inside_counts(h + n - 1, h, n - 1, 0),
                   inside_counts(w + n - 1, w, n - 1, 0), n, n)
     return np.repeat(np.repeat(total, stride, axis=0), stride, axis=1)[:H, :W]
+
+
+def _check_scores(scores: np.ndarray, shape: tuple[int, int], window: int,
+                  stride: int) -> tuple[int, int]:
+    h, w = scores.shape
+    H, W = shape
+    n = window // stride
+    if h != -(-H // stride) - (n - 1) or w != -(-W // stride) - (n - 1):
+        raise ValueError(f"a score map of {h}×{w} does not belong to {H}×{W} images")
+    return h, w
+
+
+def window_map(scores: np.ndarray, shape: tuple[int, int], *, window: int = 16,
+               stride: int = 2) -> np.ndarray:
+    """The score of the one window centred (to the nearest stride) on each pixel: window i
+    covers pixels ``stride·i .. stride·i + window − 1``; pixels beyond the first or last
+    window's centre take that window's score. Same geometry and checks as
+    :func:`focus_map`, which averages all the windows that cover a pixel; this keeps a depth
+    edge where it is (a stack's depth map, docs/stacks.md). Returns float32 (H, W)."""
+    h, w = _check_scores(scores, shape, window, stride)
+    H, W = shape
+    half = (window - 1) / 2
+    rows = np.clip(np.rint((np.arange(H) - half) / stride).astype(np.intp), 0, h - 1)
+    cols = np.clip(np.rint((np.arange(W) - half) / stride).astype(np.intp), 0, w - 1)
+    return np.asarray(scores, np.float32)[rows[:, None], cols[None, :]]
 
 
 def binary_map(focus: np.ndarray, *, threshold: float = 0.5) -> np.ndarray:
@@ -156,24 +179,37 @@ def label_map(focus_maps, *, valid=None) -> tuple[np.ndarray, np.ndarray]:
     frame has no data (outside an aligned frame); such pixels are never chosen. Ties keep
     the earlier frame. Returns (labels int16, best focus float64).
     """
-    labels = best = None
+    state = LabelState()
     masks = iter(valid) if valid is not None else None
-    for k, focus in enumerate(focus_maps):
-        focus = np.asarray(focus, dtype=np.float64)
-        if masks is not None:
-            mask = next(masks)
-            if mask is not None:
-                focus = np.where(mask, focus, -np.inf)
-        if best is None:
-            best = focus.copy()
-            labels = np.zeros(focus.shape, np.int16)
-            continue
-        better = focus > best
-        labels[better] = k
-        np.maximum(best, focus, out=best)
-    if best is None:
+    for focus in focus_maps:
+        state.add(focus, None if masks is None else next(masks))
+    if state.best is None:
         raise ValueError("label_map needs at least one focus map")
-    return labels, best
+    return state.labels, state.best
+
+
+class LabelState:
+    """The running state of :func:`label_map`: ``add(focus, valid)`` for frame 0, 1, ...;
+    ``labels`` (int16) is the frame of largest focus so far, ``best`` that focus (in
+    ``dtype``). Ties keep the earlier frame; pixels where ``valid`` is False are never
+    chosen."""
+
+    def __init__(self, dtype=np.float64):
+        self.labels = self.best = None
+        self.count = 0
+        self.dtype = dtype
+
+    def add(self, focus: np.ndarray, valid: np.ndarray | None = None) -> None:
+        focus = np.asarray(focus, dtype=self.dtype)
+        if valid is not None:
+            focus = np.where(valid, focus, self.dtype(-np.inf))
+        if self.best is None:
+            self.best = focus.copy()
+            self.labels = np.zeros(focus.shape, np.int16)
+        else:
+            self.labels[focus > self.best] = self.count
+            np.maximum(self.best, focus, out=self.best)
+        self.count += 1
 
 
 def remove_small_label_regions(labels: np.ndarray, *, min_area_fraction: float = 0.01,

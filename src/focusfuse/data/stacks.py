@@ -19,10 +19,12 @@ plane moves through the scene, one frame per position. What each frame holds:
   background beside it, as with a real lens, and the truth is not exactly any frame there.
 - **Variants**: ``"clean"``; ``"noisy"``: an exposure gain per frame (±``gain_jitter``)
   and Poisson-Gaussian sensor noise (``full_well`` photo-electrons at white, Gaussian read
-  noise of ``read_noise``); ``"handheld"``: focus breathing (a scale changing linearly
-  across the stack, up to ±``breathing``), a random shift (up to ``max_shift`` px) and
-  rotation (up to ``max_rotation`` degrees) per frame about the image centre, applied to
-  each rendered frame with ``cv2.warpAffine``, then the same gain and noise as ``"noisy"``.
+  noise of ``read_noise``); ``"handheld"``: the motion alone, focus breathing (a scale
+  changing linearly across the stack, up to ±``breathing``), a random shift (up to
+  ``max_shift`` px) and rotation (up to ``max_rotation`` degrees) per frame about the
+  image centre, applied to each rendered frame with ``cv2.warpAffine``;
+  ``"handheld-noisy"``: that motion, then the gain and noise of ``"noisy"``. A scene's
+  four variants share its depth, and the two hand-held ones their motion.
 
 ``depth_index`` is the true frame index per pixel: the frame whose focus plane is nearest
 the pixel's depth. Everything is seeded: the same image, options and seed give the same
@@ -39,15 +41,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["FrameTransform", "SyntheticStack", "VARIANTS", "disk_kernel", "load_sharp_images",
-           "make_stack", "write_stack"]
+__all__ = ["FrameTransform", "MOVING", "SENSOR", "SyntheticStack", "VARIANTS", "disk_kernel",
+           "load_sharp_images", "make_stack", "write_stack"]
 
-VARIANTS = ("clean", "noisy", "handheld")
+VARIANTS = ("clean", "noisy", "handheld", "handheld-noisy")
+#: the variants with motion, and those with the exposure gain and sensor noise
+MOVING = ("handheld", "handheld-noisy")
+SENSOR = ("noisy", "handheld-noisy")
 
 
 @dataclass(frozen=True)
 class FrameTransform:
-    """How one frame's geometry differs from the truth's (identity unless ``"handheld"``).
+    """How one frame's geometry differs from the truth's (identity unless hand-held).
 
     ``matrix`` is the 2×3 map from truth pixel coordinates to frame pixel coordinates, as
     ``cv2.warpAffine(truth_geometry_image, matrix, (W, H))`` applies it: a rotation by
@@ -75,7 +80,7 @@ class SyntheticStack:
     depth_index: np.ndarray      # (H, W) int64, the frame focused nearest each pixel's depth
     focus_depths: np.ndarray     # (N,) the focus plane of each frame
     transforms: list[FrameTransform]
-    gains: np.ndarray            # (N,) exposure gain of each frame (1 unless noisy/handheld)
+    gains: np.ndarray            # (N,) exposure gain of each frame (1 unless SENSOR variant)
     segments: np.ndarray | None  # (H, W) int segment labels the depth was built on
     variant: str
     seed: int
@@ -240,7 +245,8 @@ def make_stack(sharp: np.ndarray, *, frames: int = 8, seed: int = 0, variant: st
     8 frames the defaults give 1.7 px between neighbouring focus planes). A ``depth`` map
     (H, W) in [0, 1] given is used instead of the segments (``segments`` is then None).
     ``variant`` is
-    ``"clean"``, ``"noisy"`` or ``"handheld"`` (see the module's text); the noise and
+    ``"clean"``, ``"noisy"``, ``"handheld"`` or ``"handheld-noisy"`` (see the module's
+    text); the noise and
     motion options are used only by the variants that have them.
     """
     sharp = _check_sharp(sharp)
@@ -275,15 +281,17 @@ def make_stack(sharp: np.ndarray, *, frames: int = 8, seed: int = 0, variant: st
     h, w = depth.shape
     transforms = [FrameTransform() for _ in range(frames)]
     gains = np.ones(frames)
-    if variant in ("noisy", "handheld"):
-        gains = 1.0 + rng.uniform(-gain_jitter, gain_jitter, frames)
-    if variant == "handheld":
+    if variant != "clean":  # drawn for every variant but clean, so that a scene's hand-held
+        drawn = 1.0 + rng.uniform(-gain_jitter, gain_jitter, frames)  # variants move alike
+        if variant in SENSOR:
+            gains = drawn
+    if variant in MOVING:
         transforms = _handheld_transforms(frames, (h, w), rng, breathing=breathing,
                                           max_shift=max_shift, max_rotation=max_rotation)
         rendered = [np.clip(cv2.warpAffine(f, t.matrix, (w, h), flags=cv2.INTER_LANCZOS4,
                                            borderMode=cv2.BORDER_REFLECT_101), 0.0, 1.0)
                     for f, t in zip(rendered, transforms)]
-    if variant in ("noisy", "handheld"):
+    if variant in SENSOR:
         rendered = [_sensor(f, g, rng, full_well=full_well, read_noise=read_noise)
                     for f, g in zip(rendered, gains)]
     return SyntheticStack(

@@ -33,7 +33,10 @@ fixed number of full-size planes, whatever N:
 Frames are visited in a canonical order, sorted by a digest of their pixels, so that ties
 and floating-point sums do not depend on the order they were given in: the fused image
 of a permuted stack is bit-identical. The depth map gives each pixel the index (in the
-order given) of the frame it was taken from.
+order given) of a frame: with ``cnn`` the frame whose score window centred on the pixel
+is highest (:func:`~focusfuse.decision.window_map`; the focus map that makes the labels
+averages the 64 windows that cover a pixel, which moves a depth edge by up to a window),
+with the multiscale methods none.
 """
 
 from __future__ import annotations
@@ -125,7 +128,8 @@ def fuse_stack(frames: Frames, method: str, options, *, progress=None) -> Fusion
 
 # ------------------------------------------------------------------------------------ cnn
 def _cnn_stack(frames: Frames, order: list[int], options, report: _Pass):
-    from focusfuse.decision import focus_map, guided_filter, label_map, remove_small_label_regions
+    from focusfuse.decision import (LabelState, focus_map, guided_filter, label_map,
+                                    remove_small_label_regions, window_map)
     from focusfuse.fusion.cnn import model_for
     from focusfuse.score import frame_score_map, score_map
 
@@ -148,13 +152,19 @@ def _cnn_stack(frames: Frames, order: list[int], options, report: _Pass):
         def scores(gray):
             return frame_score_map(model, gray, **net)
 
+    depth = LabelState(np.float32)  # the depth map: the frame whose centred window scores highest
+
     def focus_maps():
         for i, k in enumerate(order):
-            yield focus_map(scores(to_gray(frames[k])), shape)
+            s = scores(to_gray(frames[k]))
+            depth.add(window_map(s, shape), frames.valid(k))
+            yield focus_map(s, shape)
             report("score", i + 1, n)
 
     labels, best = label_map(focus_maps(), valid=(frames.valid(k) for k in order))
     del best
+    depth_labels = depth.labels
+    del depth
     # the paper's area is for the one boundary between two sources; N frames have N − 1
     # boundaries between neighbouring focus planes, and each gets the paper's share
     labels = remove_small_label_regions(labels, min_area_fraction=options.min_region / (n - 1),
@@ -181,7 +191,7 @@ def _cnn_stack(frames: Frames, order: list[int], options, report: _Pass):
             fused += term
         report("blend", j + 1, len(present))
     np.clip(fused, 0.0, 1.0, out=fused)
-    return fused, labels
+    return fused, depth_labels
 
 
 # ----------------------------------------------------------------------------- multiscale
