@@ -207,3 +207,34 @@ def test_crop_cuts_to_the_region_every_frame_covers(tmp_path, capsys):
     h, w = read_image(full).shape[:2]
     ch, cw = read_image(cropped).shape[:2]
     assert ch < h and cw < w and ch > h * 0.9 and cw > w * 0.9  # the frames moved by 1–2 %
+
+
+def test_frames_kept_between_passes_change_nothing(tmp_path, monkeypatch):
+    """Frames kept as 16-bit codes between the passes (and from the alignment to the
+    fusion) give the floats read_image gives, and the same fused image as reading every
+    frame again for every pass."""
+    from focusfuse import stacking
+    from focusfuse.fusion.registry import get_method
+
+    paths, _, _ = _frames(tmp_path / "frames", n=4, bit_depth=16, suffix=".tif")
+    frames = stacking.FileFrames(paths, stacking._Reader(None))
+    for k, path in enumerate(paths):  # kept as read: bit for bit
+        first = frames.decoded(k)
+        assert np.array_equal(frames.decoded(k), first)
+        assert np.array_equal(first, read_image(path))
+    assert frames._used > 0 and all(e.data.dtype == np.uint16 for e in frames._kept.values())
+
+    import focusfuse.io
+
+    reads = []
+    real_read = focusfuse.io.read_image
+    monkeypatch.setattr(focusfuse.io, "read_image", lambda p, **kw: reads.append(p) or
+                        real_read(p, **kw))
+    options = get_method("cnn").make_options({"weights": "fast", "precision": "fp32"})
+    kept, _ = stacking.run_stack(paths, "cnn", options)
+    assert len(reads) == 4  # each frame read once: aligned, scored and blended from memory
+    monkeypatch.setattr(stacking, "CACHE_BYTES", 0)
+    again, _ = stacking.run_stack(paths, "cnn", options)
+    assert len(reads) > 4 + 8  # read for the alignment and for each pass
+    assert np.array_equal(kept.fused, again.fused)
+    assert np.array_equal(kept.depth_map, again.depth_map)

@@ -37,6 +37,9 @@ __all__ = ["SNAP_PIXELS", "Alignment", "align_frames", "coverage", "estimate_lin
 #: a frame whose estimated map moves no pixel by more than this is left as it is (the
 #: frames of a tripod: resampling would only soften them)
 SNAP_PIXELS = 0.1
+#: the long side of the copies the gains are measured on (means over the pixels a frame
+#: and the reference both cover: a small copy holds them to a few parts in 10⁵)
+GAIN_SIDE = 320
 #: gains this close to 1 (a fifth of a percent: a twentieth of a gray level at mid-gray in
 #: 8 bits) are left at 1
 SNAP_GAIN = 0.002
@@ -200,7 +203,7 @@ def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | 
             frame = read(k)
             grays[k] = np.ascontiguousarray(to_gray(frame), np.float32)
             if gain:  # channels last, one for gray
-                small, _ = _reduced(frame, fine)
+                small, _ = _reduced(frame, GAIN_SIDE)
                 smalls[k] = small if small.ndim == 3 else small[..., None]
         return grays[k]
 
