@@ -52,6 +52,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# the registration to the truth and its helpers are the library's (focusfuse bench scores
+# pairs with them)
+from focusfuse.bench.truth import _central, _gray, register
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 VARIANTS = ("clean", "noisy", "handheld", "handheld-noisy")  # focusfuse.data.stacks.VARIANTS
@@ -218,68 +222,6 @@ def read_output(path: Path) -> np.ndarray:
     if raw.ndim == 3:
         raw = cv2.cvtColor(raw[:, :, :3], cv2.COLOR_BGR2RGB)
     return raw.astype(np.float32) / np.float32(top)
-
-
-def _gray(image: np.ndarray) -> np.ndarray:
-    image = image[..., :3] if image.ndim == 3 else image
-    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean()
-    b = b - b.mean()
-    return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-12))
-
-
-def _central(shape, fraction: float) -> tuple[slice, slice]:
-    h, w = shape[:2]
-    my, mx = int(round(h * (1 - fraction) / 2)), int(round(w * (1 - fraction) / 2))
-    return slice(my, h - my), slice(mx, w - mx)
-
-
-def register(image: np.ndarray, reference: np.ndarray, *, max_side: int = 1024,
-             centre: float = 0.8) -> tuple[np.ndarray, dict]:
-    """Warp ``image`` into ``reference``'s geometry (affine, OpenCV ECC).
-
-    The start is a translation found by template matching when the sizes differ (a tool
-    that crops). The ECC estimate runs at most ``max_side`` pixels wide, its shift scaled
-    back. When the sizes are equal and the identity correlates at least as well on the
-    central part as the estimate, the image is kept as it is (no resampling).
-    """
-    image = image[..., :3] if image.ndim == 3 else image
-    gi, gr = _gray(image), _gray(reference)
-    f = min(1.0, max_side / max(gr.shape))
-    small = (lambda g: cv2.resize(g, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)) \
-        if f < 1 else (lambda g: g)
-    si, sr = small(gi), small(gr)
-    warp = np.eye(2, 3, dtype=np.float32)
-    if si.shape != sr.shape:
-        inner = _central(si.shape, 0.6)
-        match = cv2.matchTemplate(sr, si[inner], cv2.TM_CCOEFF_NORMED)
-        _, _, _, (mx, my) = cv2.minMaxLoc(match)
-        warp[:, 2] = (inner[1].start - mx, inner[0].start - my)
-    info = {"method": "ecc-affine"}
-    try:
-        _, warp = cv2.findTransformECC(sr, si, warp, cv2.MOTION_AFFINE,
-                                       (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200,
-                                        1e-6), None, 5)
-    except cv2.error:
-        info["method"] = "ecc failed: template match only" if si.shape != sr.shape else "none"
-    warp = warp.astype(np.float64)
-    warp[:, 2] /= f
-    h, w = reference.shape[:2]
-    warped = cv2.warpAffine(image, warp, (w, h), flags=cv2.INTER_LANCZOS4 | cv2.WARP_INVERSE_MAP,
-                            borderMode=cv2.BORDER_REFLECT)
-    warped = np.clip(warped, 0.0, 1.0)
-    box = _central(reference.shape, centre)
-    rho = _correlation(_gray(warped)[box], gr[box])
-    if image.shape == reference.shape:
-        rho_identity = _correlation(gi[box], gr[box])
-        if rho_identity >= rho:
-            warped, warp, rho, info["method"] = image, np.eye(2, 3), rho_identity, "identity"
-    info.update(matrix=warp.tolist(), correlation=rho,
-                shift=float(np.hypot(*(warp @ [w / 2, h / 2, 1] - [w / 2, h / 2]))))
-    return warped, info
 
 
 def score(output: np.ndarray, truth: np.ndarray, *, centre: float = 0.8) -> dict:

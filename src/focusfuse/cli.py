@@ -242,10 +242,10 @@ def _add_stack_flags(p, *, batch: bool) -> None:
                        help="file type of the fused images, each named after its stack")
         g.add_argument("--depth-maps", action="store_true",
                        help="also write each stack's depth map, NAME-depth.png: the index of "
-                            "the frame each pixel comes from, spread over the image's range")
+                            "the frame sharpest at each pixel, spread over the image's range")
     else:
         g.add_argument("--depth-map", default=None, metavar="FILE",
-                       help="also write the index of the frame each pixel comes from, spread "
+                       help="also write the index of the frame sharpest at each pixel, spread "
                             "over the image's range (0: first frame, white: last)")
     g.add_argument("--depth-raw", action="store_true",
                    help="write the depth map's raw frame index (0, 1, 2 ...) instead")
@@ -523,7 +523,10 @@ def _add_bench(sub) -> None:
                     "score the fused images with the eight metrics, and write per-image and "
                     "average CSV, a Markdown table, a self-contained HTML report and figures. "
                     "With --reference, published fused images (REFERENCE/METHOD/NAME.png) are "
-                    "scored the same way and shown beside ours. Finished pairs are cached in "
+                    "scored the same way and shown beside ours. A pair with NAME-truth.ext "
+                    "(the all-in-focus truth; focusfuse make-truth writes such pairs) is also "
+                    "scored with PSNR and SSIM against it, and NAME-oracle.ext files are a "
+                    "row of their own. Finished pairs are cached in "
                     "OUT: running the same command again resumes an interrupted run.",
         epilog="example: focusfuse bench --pairs lytro/pairs --out runs/bench "
                "--methods cnn,cnn@authors:fp32,dwt,dtcwt --weights authors=liu2016-cnnmodel.mat "
@@ -548,6 +551,11 @@ def _add_bench(sub) -> None:
                         "and optionally metrics.csv (columns pair, method, QMI .. QCV)")
     g.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N pairs")
     g.add_argument("--refresh", action="store_true", help="redo pairs already in the cache")
+    g.add_argument("--register", default="auto", choices=("auto", "yes", "no"),
+                   help="pairs with NAME-truth files: warp each image into the truth's "
+                        "geometry (OpenCV ECC, affine) before PSNR and SSIM; auto: when the "
+                        "folder's truth.json says its sources move (focusfuse make-truth's "
+                        "hand-held variants)")
     g = p.add_argument_group("report")
     g.add_argument("--show", default="2", metavar="N|NAMES",
                    help="pairs shown in the figures: how many of the first, or names "
@@ -572,13 +580,60 @@ def _run_bench(args) -> int:
     specs = parse_methods(args.methods, weights=weights, precision=args.precision)
     show = args.show.strip()
     show = int(show) if show.isdigit() else [s.strip() for s in show.split(",") if s.strip()]
+    register = {"auto": None, "yes": True, "no": False}[args.register]
     bench = run_bench(args.pairs, specs, args.out, reference=args.reference, device=args.device,
-                      refresh=args.refresh, progress=not args.quiet, limit=args.limit)
+                      refresh=args.refresh, progress=not args.quiet, limit=args.limit,
+                      register=register)
     paths = write_report(bench, args.out, show=show, features_pair=args.features_pair,
                          title=args.title, figures=not args.no_figures)
     print(f"benchmarked {len(specs)} method(s) on {len(bench.pairs)} pair(s); wrote "
           f"{paths['markdown']}, {paths['html']}, {paths['averages'].name} and "
           f"{paths['per_image'].name} in {args.out}")
+    return 0
+
+
+def _add_make_truth(sub) -> None:
+    p = sub.add_parser(
+        "make-truth", help="make pairs with an all-in-focus truth for focusfuse bench",
+        description="Render multi-focus pairs with their all-in-focus truth from sharp images "
+                    "(focusfuse.data.stacks.make_stack with two frames: depth edges on image "
+                    "edges, disk blur composited back to front, noise, hand-held motion) and "
+                    "write, per variant, OUT/VARIANT/NAME-A.png, NAME-B.png, NAME-truth.png, "
+                    "NAME-oracle.png (each pixel from the source least blurred there) and "
+                    "truth.json (every setting). Benchmark a variant with focusfuse bench "
+                    "--pairs OUT/VARIANT.",
+        epilog="example: focusfuse make-truth ../shared/data/bsds500 --out /tmp/truth "
+               "--variants clean,noisy,handheld --count 40",
+        formatter_class=_Help)
+    p.add_argument("sharp", metavar="SHARP_DIR",
+                   help="folder of sharp (all-in-focus) images, e.g. ../shared/data/bsds500")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the variants' folders")
+    g = p.add_argument_group("set")
+    g.add_argument("--variants", default="clean,noisy,handheld",
+                   help="comma-separated, of clean, noisy, handheld, handheld-noisy")
+    g.add_argument("--count", type=int, default=40, metavar="N",
+                   help="pairs per variant: N of the images, a seeded choice")
+    g.add_argument("--seed", type=int, default=0, help="seed of the choice and of every scene (default: 0)")
+    g.add_argument("--suffix", default=".png",
+                   help="use the images with this suffix only (BSDS500: .png are the 68 held "
+                        "out by train --holdout-suffix .png, never trained on)")
+    g.add_argument("--layout", default="two-plane", choices=("two-plane", "stack"),
+                   help="depth: two-plane moves each segment to A's or B's focus plane; stack "
+                        "keeps make_stack's depths, spread over the range (blurred in both)")
+    g.add_argument("--overwrite", action="store_true", help="replace variant folders that exist")
+    g.add_argument("--quiet", action="store_true", help="no line per pair")
+
+
+def _run_make_truth(args) -> int:
+    from focusfuse.bench.truth import make_truth_set
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    say = None if args.quiet else (lambda line: print(f"make-truth {line}", file=sys.stderr))
+    folders = make_truth_set(args.sharp, args.out, variants=variants, count=args.count,
+                             seed=args.seed, suffix=args.suffix, layout=args.layout,
+                             overwrite=args.overwrite, progress=say)
+    print(f"wrote {args.count} pair(s) with truth and oracle in each of "
+          f"{', '.join(str(f) for f in folders.values())}")
     return 0
 
 
@@ -592,6 +647,7 @@ COMMANDS = {
     "train": (_add_train, _run_train, False),
     "convert-weights": (_add_convert, _run_convert, False),
     "bench": (_add_bench, _run_bench, True),
+    "make-truth": (_add_make_truth, _run_make_truth, False),
 }
 
 

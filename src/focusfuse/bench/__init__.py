@@ -3,7 +3,10 @@
 ``run_bench(pairs_dir, specs, out, reference=...)`` finds the pairs, runs every method on
 every pair (timed, scored, cached so that an interrupted run resumes), scores the published
 images, records the machine, and returns a :class:`BenchRun`; ``write_report`` writes
-CSV, Markdown, HTML and figures. ``focusfuse bench`` is the command line of both.
+CSV, Markdown, HTML and figures. ``focusfuse bench`` is the command line of both. Pairs
+with an all-in-focus truth (``NAME-truth.ext``; a set of them is made by
+``focusfuse.bench.truth.make_truth_set``, ``focusfuse make-truth``) are also scored
+against it (PSNR, SSIM), and their per-pixel oracle (``NAME-oracle.ext``) is a row.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ SPEC_HELP = ("METHOD[@WEIGHTS][:PRECISION], comma-separated. METHOD: {methods}. 
 #: line's --help reads SPEC_HELP without loading NumPy's and OpenCV's users)
 _HOME = {name: "focusfuse.bench.runner" for name in (
     "MethodRun", "MethodSpec", "Pair", "Progress", "find_pairs", "parse_methods",
-    "read_published", "run_methods", "score_reference")}
+    "read_published", "run_methods", "score_oracle", "score_reference")}
 _HOME.update({name: "focusfuse.bench.report" for name in (
-    "BenchRun", "deviations", "summarize", "write_report")})
+    "BenchRun", "deviations", "summarize", "truth_correlations", "write_report")})
+_HOME.update({name: "focusfuse.bench.truth" for name in (
+    "make_truth_pair", "make_truth_set", "register", "truth_scores")})
 
 
 def __getattr__(name: str):
@@ -41,23 +46,30 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'focusfuse.bench' has no attribute {name!r}")
 
 __all__ = ["SPEC_HELP", "BenchRun", "MethodRun", "MethodSpec", "Pair", "Progress",
-           "deviations", "find_pairs", "parse_methods", "read_published", "run_bench",
-           "run_methods", "score_reference", "summarize", "write_report"]
+           "deviations", "find_pairs", "make_truth_pair", "make_truth_set", "parse_methods",
+           "read_published", "register", "run_bench", "run_methods", "score_oracle",
+           "score_reference", "summarize", "truth_correlations", "truth_scores",
+           "write_report"]
 
 
 def run_bench(pairs_dir: str | os.PathLike, specs: Sequence[MethodSpec], out: str | os.PathLike, *,
               reference: str | os.PathLike | None = None, device: str = "auto",
               refresh: bool = False, progress: bool = True, limit: int | None = None,
-              fuse_fn=None) -> BenchRun:
+              fuse_fn=None, register: bool | None = None) -> BenchRun:
     """Run ``specs`` on every pair of ``pairs_dir`` (the first ``limit`` pairs if given),
     score the published images of ``reference`` if given, and record the machine.
 
     ``out`` is created if needed and holds the cache; a second call with the same arguments
-    reads every finished pair from it (``refresh=True`` redoes them).
+    reads every finished pair from it (``refresh=True`` redoes them). Pairs with a truth are
+    scored against it too, and their oracle images are a row of their own. ``register``:
+    warp each image into its truth's geometry before PSNR and SSIM (OpenCV ECC, affine);
+    None: when the folder's ``truth.json`` says its sources move (the hand-held variants).
     """
     from focusfuse.bench.machine import machine_info
     from focusfuse.bench.report import BenchRun
-    from focusfuse.bench.runner import Progress, find_pairs, read_published, run_methods, score_reference
+    from focusfuse.bench.runner import (Progress, find_pairs, read_published, run_methods,
+                                        score_oracle, score_reference)
+    from focusfuse.bench.truth import folder_registers
     from focusfuse.checks import check_device
 
     check_device("device", device)
@@ -70,6 +82,8 @@ def run_bench(pairs_dir: str | os.PathLike, specs: Sequence[MethodSpec], out: st
         raise ValueError("no methods to run; give e.g. --methods cnn,dtcwt")
     if reference is not None and not Path(reference).is_dir():
         raise ValueError(f"reference folder {reference} does not exist; check --reference")
+    if register is None:
+        register = folder_registers(pairs_dir)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} is a file; give a folder for --out")
@@ -79,12 +93,14 @@ def run_bench(pairs_dir: str | os.PathLike, specs: Sequence[MethodSpec], out: st
         from focusfuse.bench.runner import reference_methods
 
         n_ref = sum(len(v) for v in reference_methods(Path(reference), pairs).values())
-    bar = Progress(len(pairs) * len(specs) + n_ref, enabled=progress)
+    n_oracle = sum(p.oracle is not None and p.truth is not None for p in pairs)
+    bar = Progress(len(pairs) * len(specs) + n_ref + n_oracle, enabled=progress)
     runs = run_methods(pairs, specs, out, device=device, refresh=refresh, progress=bar,
-                       fuse_fn=fuse_fn)
+                       fuse_fn=fuse_fn, register=register)
+    oracle = score_oracle(pairs, out, refresh=refresh, progress=bar, register=register)
     ref, published = {}, {}
     if reference is not None:
-        ref = score_reference(pairs, reference, out, progress=bar)
+        ref = score_reference(pairs, reference, out, progress=bar, register=register)
         published = read_published(reference, pairs)
     machine = machine_info()
     if hasattr(os, "getloadavg"):  # other work on the machine slows the timings
@@ -93,4 +109,5 @@ def run_bench(pairs_dir: str | os.PathLike, specs: Sequence[MethodSpec], out: st
     machine["device"] = {r.spec.label: r.device for r in runs}
     return BenchRun(pairs=pairs, runs=runs, reference=ref, published=published,
                     machine=machine, pairs_dir=str(pairs_dir),
-                    reference_dir=str(reference) if reference is not None else None)
+                    reference_dir=str(reference) if reference is not None else None,
+                    oracle=oracle, registered=bool(register))

@@ -9,6 +9,11 @@ metric and of the time, for a few pairs the sources, crops of every fused image 
 methods disagree most and each method's decision map, and for the CNN methods what the
 network sees (feature maps of each convolutional layer, Liu et al. 2017 Fig. 3) and its
 maps (score, focus, binary, refined, decision: Figs. 4 and 5).
+
+When the pairs have an all-in-focus truth, the tables add PSNR and SSIM against it beside
+the eight metrics, the pairs' per-pixel oracle is a row of its own ("oracle", the ceiling of
+any decision that takes each pixel from one source), and :func:`truth_correlations` gives
+the Spearman rank correlation of each metric with PSNR over the pairs.
 """
 
 from __future__ import annotations
@@ -28,12 +33,17 @@ import numpy as np
 
 from focusfuse.bench.runner import MethodRun, Pair, stats
 
-__all__ = ["BenchRun", "TOLERANCE", "deviations", "summarize", "write_report"]
+__all__ = ["BenchRun", "TOLERANCE", "deviations", "summarize", "truth_correlations",
+           "write_report"]
 
 #: agreement asked of rescored published images (the metrics issue): absolute, QCV relative
 TOLERANCE = {"abs": 1e-3, "QCV_rel": 1e-3}
 
 OURS, RESCORED, PUBLISHED = "focusfuse", "published image, our metrics", "published value"
+ORACLE = "truth: per-pixel oracle"
+#: the scores against the truth (focusfuse.bench.truth.TRUTH_METRICS, kept here so that
+#: a report without a truth never imports that module)
+TRUTH_METRICS = ("PSNR", "SSIM")
 
 
 @dataclass
@@ -47,6 +57,12 @@ class BenchRun:
     machine: dict = field(default_factory=dict)
     pairs_dir: str = ""
     reference_dir: str | None = None
+    oracle: list[dict] = field(default_factory=list)  # the oracle image's record per pair
+    registered: bool = False  # images were registered to the truth before PSNR and SSIM
+
+    @property
+    def has_truth(self) -> bool:
+        return any(p.truth is not None for p in self.pairs)
 
 
 # numbers ------------------------------------------------------------------------------
@@ -54,8 +70,13 @@ class BenchRun:
 def _mean_scores(records: Sequence[dict]) -> dict[str, float]:
     from focusfuse.metrics import METRICS
 
-    return {m: float(np.mean([r["scores"][m] for r in records])) if records else math.nan
-            for m in METRICS}
+    means = {m: float(np.mean([r["scores"][m] for r in records])) if records else math.nan
+             for m in METRICS}
+    truths = [r["truth"] for r in records if r.get("truth")]
+    for m in TRUTH_METRICS:
+        means[m] = float(np.mean([t[m] for t in truths])) if truths else math.nan
+    means["n_truth"] = len(truths)
+    return means
 
 
 def summarize(bench: BenchRun, *, published_rows: str = "with-images") -> list[dict]:
@@ -73,6 +94,9 @@ def summarize(bench: BenchRun, *, published_rows: str = "with-images") -> list[d
             "per_mp": stats([r["seconds"] / r["megapixels"] for r in recs]),
             "warmup": run.warmup_seconds, "megapixels": stats([r["megapixels"] for r in recs]),
         })
+    if bench.oracle:
+        rows.append({"name": "oracle", "source": ORACLE, "n": len(bench.oracle),
+                     **_mean_scores(bench.oracle)})
     for method, recs in bench.reference.items():
         rows.append({"name": method, "source": RESCORED, "n": len(recs), **_mean_scores(recs)})
         if method in bench.published:
@@ -117,7 +141,76 @@ def deviations(bench: BenchRun) -> dict[str, dict]:
 def _fmt_metric(m: str, v: float) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
-    return f"{v:.2f}" if m == "QCV" else f"{v:.4f}"
+    return f"{v:.2f}" if m in ("QCV", "PSNR") else f"{v:.4f}"
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    """The score columns: PSNR and SSIM first when any row has them, then the eight."""
+    from focusfuse.metrics import METRICS
+
+    truth = [m for m in TRUTH_METRICS if any(not math.isnan(r.get(m, math.nan)) for r in rows)]
+    return [*truth, *METRICS]
+
+
+def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation; NaN for fewer than 3 values or a constant one."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.size < 3 or np.unique(x).size < 2 or np.unique(y).size < 2:
+        return math.nan
+    return float(spearmanr(x, y).statistic)
+
+
+def truth_correlations(bench: BenchRun) -> dict[str, dict]:
+    """Spearman's rank correlation of each metric (and SSIM) with PSNR against the truth.
+
+    ``{metric: {"pooled": rho, "n": count, "within_pair": rho, "pairs": count,
+    "per_method": {label: rho}}}``: pooled over every (method, pair) of our methods; the
+    mean over pairs of the correlation across the methods on that pair (how well the metric
+    ranks the methods on one scene; pairs with a finite PSNR for at least 3 methods);
+    and for each method over its pairs. QCV is lower-is-better: it agrees with PSNR when its
+    correlation is negative. Empty without a truth.
+    """
+    from focusfuse.metrics import METRICS
+
+    rows = []  # (method, pair, psnr, {metric: value})
+    for run in bench.runs:
+        for r in run.records:
+            t = r.get("truth")
+            if t and math.isfinite(t["PSNR"]):
+                rows.append((run.spec.label, r["pair"], t["PSNR"],
+                             {**r["scores"], "SSIM": t["SSIM"]}))
+    if not rows:
+        return {}
+    out = {}
+    for m in ("SSIM", *METRICS):
+        pooled = _spearman([v[m] for *_, v in rows], [p for _, _, p, _ in rows])
+        per_method = {}
+        for run in bench.runs:
+            mine = [(p, v[m]) for label, _, p, v in rows if label == run.spec.label]
+            per_method[run.spec.label] = _spearman([v for _, v in mine], [p for p, _ in mine])
+        within = []
+        for pair in dict.fromkeys(name for _, name, _, _ in rows):
+            here = [(p, v[m]) for _, name, p, v in rows if name == pair]
+            rho = _spearman([v for _, v in here], [p for p, _ in here])
+            if not math.isnan(rho):
+                within.append(rho)
+        out[m] = {"pooled": pooled, "n": len(rows),
+                  "within_pair": float(np.mean(within)) if within else math.nan,
+                  "pairs": len(within), "per_method": per_method}
+    return out
+
+
+def correlation_table(corr: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    methods = list(next(iter(corr.values()))["per_method"]) if corr else []
+    header = ["metric", "pooled", "n", "within a pair (mean)", "pairs", *methods]
+
+    def f(v):
+        return "" if math.isnan(v) else f"{v:+.2f}"
+    cells = [[m, f(c["pooled"]), str(c["n"]), f(c["within_pair"]), str(c["pairs"]),
+              *(f(c["per_method"][k]) for k in methods)] for m, c in corr.items()]
+    return header, cells
 
 
 def _fmt_s(v: float | None) -> str:
@@ -127,20 +220,23 @@ def _fmt_s(v: float | None) -> str:
 
 
 def quality_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[list[bool]]]:
-    """Header, cells and which cells are the best of their column (QCV: lowest)."""
-    from focusfuse.metrics import LOWER_IS_BETTER, METRICS
+    """Header, cells and which cells are the best of their column (QCV: lowest; the oracle
+    row, a ceiling and not a method, is not a candidate)."""
+    from focusfuse.metrics import LOWER_IS_BETTER
 
-    header = ["method", "source", "n", *METRICS]
+    columns = _columns(rows)
+    header = ["method", "source", "n", *columns]
     best = {}
-    for m in METRICS:
-        vals = [r[m] for r in rows if not math.isnan(r[m])]
+    for m in columns:
+        vals = [r[m] for r in rows if not math.isnan(r[m]) and r["source"] != ORACLE]
         if vals:
             best[m] = min(vals) if m in LOWER_IS_BETTER else max(vals)
     cells, bold = [], []
     for r in rows:
-        cells.append([r["name"], r["source"], str(r["n"]), *(_fmt_metric(m, r[m]) for m in METRICS)])
+        cells.append([r["name"], r["source"], str(r["n"]), *(_fmt_metric(m, r[m]) for m in columns)])
         bold.append([False, False, False,
-                     *(m in best and _fmt_metric(m, r[m]) == _fmt_metric(m, best[m]) for m in METRICS)])
+                     *(m in best and r["source"] != ORACLE
+                       and _fmt_metric(m, r[m]) == _fmt_metric(m, best[m]) for m in columns)])
     return header, cells, bold
 
 
@@ -192,27 +288,33 @@ def _html_table(header, cells, bold=None) -> str:
 def write_csv(bench: BenchRun, rows: list[dict], out: Path) -> tuple[Path, Path]:
     from focusfuse.metrics import METRICS
 
+    truth = list(TRUTH_METRICS) if bench.has_truth else []  # columns only with a truth
+
+    def values(r):
+        t = r.get("truth") or {}
+        return [*(f"{t[m]:.6f}" if m in t else "" for m in truth),
+                *(f"{r['scores'][m]:.6f}" for m in METRICS)]
+
     per_image = out / "per_image.csv"
     with open(per_image, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["pair", "method", "source", "precision", "device", "seconds", "megapixels",
-                    *METRICS])
+                    *truth, *METRICS])
         for run in bench.runs:
             for r in run.records:
                 w.writerow([r["pair"], run.spec.label, OURS, run.precision, run.device,
-                            f"{r['seconds']:.6f}", f"{r['megapixels']:.6f}",
-                            *(f"{r['scores'][m]:.6f}" for m in METRICS)])
+                            f"{r['seconds']:.6f}", f"{r['megapixels']:.6f}", *values(r)])
+        for r in bench.oracle:
+            w.writerow([r["pair"], "oracle", ORACLE, "", "", "", "", *values(r)])
         for method, recs in bench.reference.items():
             for r in recs:
-                w.writerow([r["pair"], method, RESCORED, "", "", "", "",
-                            *(f"{r['scores'][m]:.6f}" for m in METRICS)])
+                w.writerow([r["pair"], method, RESCORED, "", "", "", "", *values(r)])
             for r in bench.published.get(method, []):
-                w.writerow([r["pair"], method, PUBLISHED, "", "", "", "",
-                            *(f"{r['scores'][m]:.6f}" for m in METRICS)])
+                w.writerow([r["pair"], method, PUBLISHED, "", "", "", "", *values(r)])
     averages = out / "averages.csv"
     with open(averages, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["method", "source", "n", *METRICS, "precision", "device",
+        w.writerow(["method", "source", "n", *truth, *METRICS, "precision", "device",
                     "s_per_pair_median", "s_per_pair_q1", "s_per_pair_q3", "s_per_pair_min",
                     "s_per_pair_max", "s_per_mp_median", "s_per_mp_q1", "s_per_mp_q3",
                     "warmup_s"])
@@ -224,7 +326,8 @@ def write_csv(bench: BenchRun, rows: list[dict], out: Path) -> tuple[Path, Path]
                                                          ("median", "q1", "q3", "min", "max")),
                           *(f"{p[k]:.6f}" for k in ("median", "q1", "q3")),
                           "" if r["warmup"] is None else f"{r['warmup']:.6f}"]
-            w.writerow([r["name"], r["source"], r["n"], *(f"{r[m]:.6f}" for m in METRICS), *timing])
+            w.writerow([r["name"], r["source"], r["n"], *(f"{r[m]:.6f}" for m in truth),
+                        *(f"{r[m]:.6f}" for m in METRICS), *timing])
     return per_image, averages
 
 
@@ -353,6 +456,10 @@ def _pair_images(bench: BenchRun, pair: Pair, out: Path):
             items.append((run.spec.label, fused, read_image(dpath), True))
         else:
             items.append((run.spec.label, fused, source_map(a, b, fused), False))
+    if pair.oracle is not None and bench.oracle:
+        oracle = _drop_alpha(read_image(pair.oracle))
+        if oracle.shape == a.shape:
+            items.append(("oracle", oracle, source_map(a, b, oracle), False))
     for method, recs in bench.reference.items():
         for r in recs:
             if r["pair"] == pair.name:
@@ -375,6 +482,12 @@ def pair_figure(bench: BenchRun, pair: Pair, out: Path, path: Path, *, crop: int
     y, x, side = _crop_box([im for _, im, _, _ in items], crop)
     h, w = a.shape[:2]
     panels = [(f"source {k}", src, src, None) for k, src in (("A", a), ("B", b))]
+    if pair.truth is not None:
+        from focusfuse.io import read_image
+
+        truth = _drop_alpha(read_image(pair.truth))
+        if truth.shape == a.shape:
+            panels.append(("truth", truth, truth, None))
     panels += items
     blocks = math.ceil(len(panels) / per_row)
     n = min(per_row, len(panels))
@@ -501,6 +614,7 @@ def write_report(bench: BenchRun, out: str | os.PathLike, *, show: Sequence[str]
 
     rows = summarize(bench)
     devs = deviations(bench)
+    corr = truth_correlations(bench)
     paths = {}
     paths["per_image"], paths["averages"] = write_csv(bench, rows, out)
     paths["json"] = out / "results.json"
@@ -514,6 +628,9 @@ def write_report(bench: BenchRun, out: str | os.PathLike, *, show: Sequence[str]
         "summary": rows, "deviations": devs,
         "per_pair": {r.spec.label: [{k: v for k, v in rec.items() if k != "settings"}
                                     for rec in r.records] for r in bench.runs},
+        **({"registered_to_truth": bench.registered, "truth_correlations": corr,
+            "oracle": [{k: v for k, v in rec.items() if k != "settings"}
+                       for rec in bench.oracle]} if bench.has_truth else {}),
     }, indent=1, default=str))
 
     figs: list[tuple[str, Path, str]] = []  # (section, path, caption)
@@ -551,16 +668,33 @@ def write_report(bench: BenchRun, out: str | os.PathLike, *, show: Sequence[str]
              + (f"; published results from `{bench.reference_dir}`" if bench.reference_dir else "")
              + ". Every fused image is rounded to 8 bit (as published images are) and scored "
              "with `focusfuse.metrics` on the gray images (QCV: lower is better; the rest: "
-             "higher). Best of each column in bold.")
+             "higher)" + ("; PSNR and SSIM are against the pairs' all-in-focus truth (see "
+                           "\"Against the truth\")" if bench.has_truth else "")
+             + ". Best of each column in bold.")
     speed_note = ("Time of the `focusfuse.fuse` call alone (no reading, writing or scoring), "
                   "one run per pair after one untimed warm-up run per method; the CNN's model "
                   "is loaded once per method. IQR: 25th–75th percentile over the pairs.")
+    truth_note = (
+        "PSNR (dB) and SSIM (scikit-image, data range 1, colour) of each 8-bit image against "
+        "the pair's all-in-focus truth, on the central 80% of each side"
+        + (", after registering the image to the truth (OpenCV ECC, affine)"
+           if bench.registered else "")
+        + ". \"oracle\": the pairs' per-pixel oracle images (each pixel from the source "
+        "least blurred there), the ceiling of any decision that takes each pixel from one "
+        "source; it is not a candidate for the bold. Spearman's rank correlation of each "
+        "metric with PSNR: pooled over every (method, pair); within a pair, across the "
+        "methods, averaged over the pairs; and per method over its pairs. QCV is lower-is-"
+        "better, so it agrees with PSNR when negative.")
     dev_note = (f"The published images scored by `focusfuse.metrics` against the published "
                 f"values of `metrics.csv`; tolerance {TOLERANCE['abs']:g} absolute, QCV "
                 f"{100 * TOLERANCE['QCV_rel']:g}% relative.")
 
-    md = [f"# {title}", "", intro, "", "## Quality", "", *_md_table(*q), "",
-          "## Speed", "", speed_note, "", *_md_table(*s), ""]
+    md = [f"# {title}", "", intro, "", "## Quality", "", *_md_table(*q), ""]
+    if bench.has_truth:
+        md += ["## Against the truth", "", truth_note, ""]
+        if corr:
+            md += [*_md_table(*correlation_table(corr)), ""]
+    md += ["## Speed", "", speed_note, "", *_md_table(*s), ""]
     if devs:
         md += ["## Published images rescored", "", dev_note, "", *_md_table(*d), ""]
     if figs or figure_note:
@@ -590,7 +724,12 @@ def write_report(bench: BenchRun, out: str | os.PathLike, *, show: Sequence[str]
             "figure{margin:1em 0}figcaption{font-weight:bold;font-size:14px}",
             "</style></head><body>",
             f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>",
-            "<h2>Quality</h2>", _html_table(*q),
+            "<h2>Quality</h2>", _html_table(*q)]
+        if bench.has_truth:
+            parts += ["<h2>Against the truth</h2>", f"<p>{html.escape(truth_note)}</p>"]
+            if corr:
+                parts.append(_html_table(*correlation_table(corr)))
+        parts += [
             "<h2>Speed</h2>", f"<p>{html.escape(speed_note)}</p>", _html_table(*s)]
         if devs:
             parts += ["<h2>Published images rescored</h2>", f"<p>{html.escape(dev_note)}</p>",
@@ -601,15 +740,22 @@ def write_report(bench: BenchRun, out: str | os.PathLike, *, show: Sequence[str]
                 parts.append(f"<p>{html.escape(figure_note)}</p>")
             for section, p, caption in figs:
                 parts.append(f"<figure><figcaption>{html.escape(caption)}</figcaption>{img(p)}</figure>")
-        per_pair = [["pair", "method", "source", "seconds", *METRICS]]
+        truth = list(TRUTH_METRICS) if bench.has_truth else []
+
+        def values(r):
+            t = r.get("truth") or {}
+            return [*(_fmt_metric(m, t.get(m)) for m in truth),
+                    *(_fmt_metric(m, r["scores"][m]) for m in METRICS)]
+        per_pair = [["pair", "method", "source", "seconds", *truth, *METRICS]]
         for run in bench.runs:
             for r in run.records:
                 per_pair.append([r["pair"], run.spec.label, OURS, _fmt_s(r["seconds"]),
-                                 *(_fmt_metric(m, r["scores"][m]) for m in METRICS)])
+                                 *values(r)])
+        for r in bench.oracle:
+            per_pair.append([r["pair"], "oracle", ORACLE, "", *values(r)])
         for method, recs in bench.reference.items():
             for r in recs:
-                per_pair.append([r["pair"], method, RESCORED, "",
-                                 *(_fmt_metric(m, r["scores"][m]) for m in METRICS)])
+                per_pair.append([r["pair"], method, RESCORED, "", *values(r)])
         parts += ["<h2>Machine</h2>", _html_table(["key", "value"], _machine_rows(bench)),
                   "<details><summary>Per-pair values</summary>",
                   _html_table(per_pair[0], per_pair[1:]), "</details></body></html>"]

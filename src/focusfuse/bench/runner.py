@@ -1,18 +1,21 @@
 """Run fusion methods over a folder of pairs, timed and scored, with a cache that makes runs resumable.
 
-- :func:`find_pairs`: ``NAME-A.ext`` + ``NAME-B.ext`` (or ``_A``/``_B``) in one folder;
+- :func:`find_pairs`: ``NAME-A.ext`` + ``NAME-B.ext`` (or ``_A``/``_B``) in one folder, with
+  the all-in-focus ``NAME-truth.ext`` and the per-pixel ``NAME-oracle.ext`` when there;
 - :func:`parse_methods`: method specs ``METHOD[@WEIGHTS][:PRECISION]``;
 - :func:`run_methods`: each method on every pair. The model is loaded once per method and
   the method is warmed up once (on its first pair still to do, untimed); then each pair's
   :func:`focusfuse.fuse` call is timed alone (no reading, writing or scoring). The fused
   image, rounded to 8 bit as published results are, is scored with the eight metrics of
-  :mod:`focusfuse.metrics`;
+  :mod:`focusfuse.metrics`, and when the pair has a truth, with PSNR and SSIM against it
+  (:func:`focusfuse.bench.truth.truth_scores`);
+- :func:`score_oracle`: the pairs' oracle images, scored the same way;
 - :func:`score_reference`: published fused images (a folder per method) scored the same way,
   with the published values of ``metrics.csv`` beside them when the folder has one.
 
 Cache: ``OUT/fused/<method>/<pair>.png`` (and ``<pair>-decision.png`` for CNN methods) with
 ``<pair>.json`` (time, scores, and the settings it was made with), and
-``OUT/reference/<method>/<pair>.json``. A pair whose JSON exists with the same settings is
+``OUT/reference/<method>/<pair>.json`` and ``OUT/oracle/<pair>.json``. A pair whose JSON exists with the same settings is
 not redone, so an interrupted run resumes where it stopped.
 """
 
@@ -40,23 +43,28 @@ from focusfuse.fusion.registry import METHODS
 from focusfuse.io import SUPPORTED_SUFFIXES, quantize
 
 __all__ = ["MethodSpec", "Pair", "Progress", "find_pairs", "parse_methods", "run_methods",
-           "score_reference", "read_published", "CNN_METHODS", "PRECISIONS"]
+           "score_oracle", "score_reference", "read_published", "CNN_METHODS", "PRECISIONS"]
 
 #: the registered methods that run the focus classifier (take @WEIGHTS and :PRECISION)
 CNN_METHODS = tuple(name for name, m in METHODS.items() if m.uses_network)
 IMAGE_SUFFIXES = SUPPORTED_SUFFIXES  # what focusfuse.io reads
 _SOURCE = re.compile(r"^(?P<name>.+)[-_](?P<letter>[A-Za-z])$")
+#: the all-in-focus truth and the per-pixel oracle of a pair (focusfuse.bench.truth)
+_TRUTH = re.compile(r"^(?P<name>.+)[-_](?P<kind>truth|oracle)$", re.IGNORECASE)
 
 
 # pairs -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Pair:
-    """A source pair: ``name`` (e.g. ``lytro-01``) and the paths of A and B."""
+    """A source pair: ``name`` (e.g. ``lytro-01``), the paths of A and B, and of the
+    all-in-focus truth and the per-pixel oracle (None when the folder has none)."""
 
     name: str
     a: Path
     b: Path
+    truth: Path | None = None
+    oracle: Path | None = None
 
 
 def _natural_key(text: str):
@@ -64,27 +72,38 @@ def _natural_key(text: str):
 
 
 def find_pairs(folder: str | os.PathLike) -> list[Pair]:
-    """The pairs of ``folder``: files ``NAME-A.ext`` and ``NAME-B.ext`` (``_A``/``_B`` too).
+    """The pairs of ``folder``: files ``NAME-A.ext`` and ``NAME-B.ext`` (``_A``/``_B`` too),
+    with ``NAME-truth.ext`` (the all-in-focus truth) and ``NAME-oracle.ext`` when there.
 
     Names are sorted naturally (``x-2`` before ``x-10``). A name with only one of A and B is
     left out with a warning; a name with a C (a stack) is benchmarked on A and B only, with a
-    warning.
+    warning. When some pairs have a truth and others not, a warning says so (the scores
+    against the truth are then the means over fewer pairs).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"pairs folder {folder} does not exist; check --pairs")
     found: dict[str, dict[str, Path]] = {}
+    extras: dict[str, dict[str, Path]] = {}  # name -> {"truth": path, "oracle": path}
     for path in folder.iterdir():
         if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        t = _TRUTH.match(path.stem)
+        if t:
+            extras.setdefault(t["name"], {})[t["kind"].lower()] = path
             continue
         m = _SOURCE.match(path.stem)
         if m:
             found.setdefault(m["name"], {})[m["letter"].upper()] = path
+    for name in extras:
+        found.setdefault(name, {})
     pairs, incomplete, stacks = [], [], []
     for name in sorted(found, key=_natural_key):
         letters = found[name]
         if "A" in letters and "B" in letters:
-            pairs.append(Pair(name, letters["A"], letters["B"]))
+            more = extras.get(name, {})
+            pairs.append(Pair(name, letters["A"], letters["B"], more.get("truth"),
+                              more.get("oracle")))
             if len(letters) > 2:
                 stacks.append(name)
         else:
@@ -99,6 +118,11 @@ def find_pairs(folder: str | os.PathLike) -> list[Pair]:
     if stacks:
         warnings.warn(f"{len(stacks)} name(s) have more than two sources ({', '.join(stacks[:5])}); "
                       "only A and B are benchmarked", stacklevel=2)
+    no_truth = [p.name for p in pairs if p.truth is None]
+    if no_truth and len(no_truth) < len(pairs):
+        warnings.warn(f"{len(no_truth)} of {len(pairs)} pairs have no NAME-truth file "
+                      f"({', '.join(no_truth[:5])}{' ...' if len(no_truth) > 5 else ''}); PSNR "
+                      "and SSIM are the means over the others", stacklevel=2)
     return pairs
 
 
@@ -247,6 +271,28 @@ def _score(a, b, fused8) -> dict[str, float]:
     return evaluate(a, b, fused8)
 
 
+def _truth_key(pair: Pair, register: bool) -> dict:
+    """What the scores against the truth depend on, for the cache key (empty without one)."""
+    if pair.truth is None:
+        return {}
+    from focusfuse.bench.truth import CENTRE
+
+    return {"truth": _sha1(pair.truth), "register": bool(register), "centre": CENTRE}
+
+
+def _truth_score(pair: Pair, image: np.ndarray, register: bool) -> dict | None:
+    """PSNR and SSIM of ``image`` (float, as published) against the pair's truth, or None."""
+    if pair.truth is None:
+        return None
+    from focusfuse.bench.truth import truth_scores
+    from focusfuse.io import read_image
+
+    try:
+        return truth_scores(image, read_image(pair.truth), register_first=register)
+    except ValueError as exc:
+        raise ValueError(f"pair {pair.name}: {exc} ({pair.truth.name})") from None
+
+
 @dataclass
 class MethodRun:
     """The results of one method spec: one record per pair, and how it ran."""
@@ -269,11 +315,12 @@ def _resolved(spec: MethodSpec, device: str) -> tuple[str, str]:
 
 def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | os.PathLike, *,
                 device: str = "auto", refresh: bool = False, progress: Progress | None = None,
-                fuse_fn: Callable | None = None) -> list[MethodRun]:
+                fuse_fn: Callable | None = None, register: bool = False) -> list[MethodRun]:
     """Fuse every pair with every method, time and score it, caching each pair under ``out``.
 
     ``refresh``: redo pairs already in the cache. ``fuse_fn``: the fusion function
-    (default :func:`focusfuse.fuse`; tests pass a counting wrapper).
+    (default :func:`focusfuse.fuse`; tests pass a counting wrapper). ``register``: warp each
+    fused image into its truth's geometry before PSNR and SSIM (pairs with a truth only).
     """
     from focusfuse import fuse as _fuse
     from focusfuse.io import read_image, write_image
@@ -296,7 +343,8 @@ def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | o
         warmed = False
         for pair in pairs:
             record_path = folder / f"{pair.name}.json"
-            key = {**settings, "sources": [_sha1(pair.a), _sha1(pair.b)]}
+            key = {**settings, "sources": [_sha1(pair.a), _sha1(pair.b)],
+                   **_truth_key(pair, register)}
             old = None if refresh else _read_json(record_path)
             if old and old.get("settings") == key and (folder / f"{pair.name}.png").is_file():
                 run.records.append(old)
@@ -323,7 +371,8 @@ def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | o
             except ImageError as exc:  # the check of fuse(), told in the pair's file names
                 raise ValueError(f"pair {pair.name}: {exc.named([pair.a.name, pair.b.name])}") from None
             fused8 = quantize(result.fused, 8)  # as written, and as published
-            write_image(folder / f"{pair.name}.png", fused8.astype(np.float64) / 255.0)
+            published = fused8.astype(np.float32) / np.float32(255.0)
+            write_image(folder / f"{pair.name}.png", published)
             if result.decision_map is not None:
                 write_image(folder / f"{pair.name}-decision.png",
                             np.clip(result.decision_map, 0.0, 1.0))
@@ -331,6 +380,7 @@ def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | o
                 "pair": pair.name, "method": spec.label, "seconds": seconds,
                 "megapixels": a.shape[0] * a.shape[1] / 1e6, "size": list(a.shape[:2]),
                 "precision": precision, "device": dev, "scores": _score(a, b, fused8),
+                "truth": _truth_score(pair, published, register),
                 "settings": key, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
             }
             _write_json(record_path, record)
@@ -356,8 +406,10 @@ def reference_methods(folder: Path, pairs: Sequence[Pair]) -> dict[str, dict[str
 
 
 def score_reference(pairs: Sequence[Pair], folder: str | os.PathLike, out: str | os.PathLike, *,
-                    progress: Progress | None = None) -> dict[str, list[dict]]:
-    """Score the published fused images in ``folder/<method>/<pair>.<ext>`` like ours.
+                    progress: Progress | None = None,
+                    register: bool = False) -> dict[str, list[dict]]:
+    """Score the published fused images in ``folder/<method>/<pair>.<ext>`` like ours
+    (against the truth too, for pairs with one).
 
     Returns ``{method: [record per pair]}``; cached under ``out/reference``.
     """
@@ -379,7 +431,8 @@ def score_reference(pairs: Sequence[Pair], folder: str | os.PathLike, out: str |
             if pair.name not in images:
                 continue
             path = images[pair.name]
-            key = {"image": _sha1(path), "sources": [_sha1(pair.a), _sha1(pair.b)]}
+            key = {"image": _sha1(path), "sources": [_sha1(pair.a), _sha1(pair.b)],
+                   **_truth_key(pair, register)}
             old = _read_json(cache / f"{pair.name}.json")
             if old and old.get("settings") == key:
                 results[method].append(old)
@@ -390,12 +443,50 @@ def score_reference(pairs: Sequence[Pair], folder: str | os.PathLike, out: str |
             if fused.ndim == 3 and fused.shape[2] == 4:
                 fused = fused[..., :3]
             record = {"pair": pair.name, "method": method, "image": str(path),
-                      "scores": _score(a, b, fused), "settings": key}
+                      "scores": _score(a, b, fused), "truth": _truth_score(pair, fused, register),
+                      "settings": key}
             _write_json(cache / f"{pair.name}.json", record)
             results[method].append(record)
             if progress:
                 progress.update(f"{method} (published) {pair.name}")
     return results
+
+
+def score_oracle(pairs: Sequence[Pair], out: str | os.PathLike, *, refresh: bool = False,
+                 progress: Progress | None = None, register: bool = False) -> list[dict]:
+    """Score the ``NAME-oracle`` image of every pair that has one and a truth, like a
+    method's output (the eight metrics, PSNR and SSIM); one record per pair, cached under
+    ``out/oracle``. Empty when no pair has both."""
+    from focusfuse.io import read_image
+
+    todo = [p for p in pairs if p.oracle is not None and p.truth is not None]
+    if not todo:
+        return []
+    cache = Path(out) / "oracle"
+    cache.mkdir(parents=True, exist_ok=True)
+    records = []
+    for pair in todo:
+        key = {"image": _sha1(pair.oracle), "sources": [_sha1(pair.a), _sha1(pair.b)],
+               **_truth_key(pair, register)}
+        old = None if refresh else _read_json(cache / f"{pair.name}.json")
+        if old and old.get("settings") == key:
+            records.append(old)
+            if progress:
+                progress.update(f"oracle {pair.name}", cached=True)
+            continue
+        a, b, image = (_drop_alpha(read_image(p)) for p in (pair.a, pair.b, pair.oracle))
+        record = {"pair": pair.name, "method": "oracle", "image": str(pair.oracle),
+                  "scores": _score(a, b, image), "truth": _truth_score(pair, image, register),
+                  "settings": key}
+        _write_json(cache / f"{pair.name}.json", record)
+        records.append(record)
+        if progress:
+            progress.update(f"oracle {pair.name}")
+    return records
+
+
+def _drop_alpha(image: np.ndarray) -> np.ndarray:
+    return image[..., :3] if image.ndim == 3 and image.shape[2] == 4 else image
 
 
 def read_published(folder: str | os.PathLike, pairs: Sequence[Pair]) -> dict[str, list[dict]]:
