@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -612,8 +613,13 @@ def _start(scheduler: str | None, workers: int | None, threads: int | None):
 
 
 def _gpu_count() -> int:
+    """The CUDA GPUs here; PyTorch (a second and 300 MB in this process, which fuses
+    nothing) is imported to count them only where an NVIDIA driver is loaded."""
     import importlib.util
 
+    driver = Path("/proc/driver/nvidia/gpus")
+    if sys.platform.startswith("linux") and not driver.is_dir():
+        return 0
     if importlib.util.find_spec("torch") is None:
         return 0
     import torch

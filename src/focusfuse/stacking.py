@@ -64,23 +64,33 @@ def list_frames(items: Sequence[str | os.PathLike]) -> list[Path]:
     return out
 
 
-#: the memory a stack's frames may keep decoded (and aligned) frames in, between passes
-CACHE_BYTES = 256 * 2**20
+#: the memory a stack's frames may keep decoded (and aligned) frames in, between passes:
+#: ten 3-megapixel colour frames as 16-bit codes (189 MB); a longer stack keeps as many
+CACHE_BYTES = 192 * 2**20
 
 
 class _Kept:
     """A frame kept between passes: 8- and 16-bit frames as 16-bit codes (half the memory
     of float32, and exact: a decoded frame comes back bit for bit), others as float32;
-    ``aligned``: resampled onto the reference's grid already (else as read)."""
+    the mask of the pixels it covers as bits; ``aligned``: resampled onto the reference's
+    grid already (else as read)."""
 
-    __slots__ = ("data", "covered", "aligned")
+    __slots__ = ("data", "_mask", "aligned")
 
     def __init__(self, data: np.ndarray, covered, aligned: bool):
-        self.data, self.covered, self.aligned = data, covered, aligned
+        self.data, self.aligned = data, aligned
+        self._mask = None if covered is None else (np.packbits(covered), covered.shape)
+
+    @property
+    def covered(self) -> np.ndarray | None:
+        if self._mask is None:
+            return None
+        bits, shape = self._mask
+        return np.unpackbits(bits, count=shape[0] * shape[1]).view(bool).reshape(shape)
 
     @property
     def nbytes(self) -> int:
-        return self.data.nbytes + (0 if self.covered is None else self.covered.nbytes)
+        return self.data.nbytes + (0 if self._mask is None else self._mask[0].nbytes)
 
     def pixels(self) -> np.ndarray:
         if self.data.dtype != np.uint16:
@@ -123,7 +133,7 @@ class StackFrames(Frames):
         ``codes``: its 16-bit codes, when made already."""
         self.forget(index)
         compact = self.compact()
-        size = pixels.size * (2 if compact else 4) + (0 if covered is None else covered.nbytes)
+        size = pixels.size * (2 if compact else 4) + (0 if covered is None else covered.size // 8)
         if self._used + size > self._budget:
             return False
         if compact and codes is None:
