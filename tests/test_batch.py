@@ -321,8 +321,12 @@ def test_ctrl_c_stops_the_local_cluster_and_leaves_no_partial_output(tmp_path, r
             os.symlink(root / f"plate{k % 4 + 1}", plate / name)
             names[name] = f"plate{k % 4 + 1}"
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "focusfuse.cli", "batch", str(plate), "-o", str(out),
-               "--workers", "1", *FAST]
+    # Ctrl-C's SIGINT as a terminal gives it: not ignored, whatever this test's parent does
+    # with it (a job started in the background, as CI may be, ignores it, and the command
+    # leaves an ignored SIGINT ignored)
+    command = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, "
+               "signal.SIG_DFL); from focusfuse.cli import console; console()",
+               "batch", str(plate), "-o", str(out), "--workers", "1", *FAST]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     deadline = time.monotonic() + 120
