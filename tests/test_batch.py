@@ -66,6 +66,14 @@ def reference(tmp_path_factory):
     return root, out
 
 
+def _plate(folder: Path, root: Path, *names: str) -> Path:
+    """A folder of the named stacks of ``root`` (links to them)."""
+    folder.mkdir()
+    for name in names:
+        os.symlink(root / name, folder / name)
+    return folder
+
+
 def _rows(summary: Path) -> dict[str, dict]:
     return {row["stack"]: row for row in read_summary(summary)}
 
@@ -105,7 +113,9 @@ def test_manifests_csv_and_json(tmp_path):
 
 @pytest.mark.parametrize("text, match", [
     ("name,files\nа,b\n", "needs a header row with a 'frames' column"),
-    ("name,frames\nx,a\ny,b\nx,c\n", "would both write"),
+    ("name,frames\nx,a\ny,b\nx,c\n", "two stacks are named 'x'"),
+    ("name,frames,output\nx,a,o.png\ny,b,o.png\n", "would both write"),
+    ("name,frames\nx,a,b\n", "line 2 has more fields than the header"),
     ("name,frames\n../up,a\n", "cannot name a file"),
     ("name,frames\nx,\n", "no frames given"),
     ("name,frames\n", "no stacks in it"),
@@ -114,6 +124,18 @@ def test_bad_manifests(tmp_path, text, match):
     (tmp_path / "plate.csv").write_text(text)
     with pytest.raises(ValueError, match=match):
         find_stacks(tmp_path / "plate.csv", tmp_path / "out")
+
+
+def test_a_globs_name_and_a_file_whose_name_looks_like_one(tmp_path):
+    from focusfuse.stacking import list_frames
+
+    (tmp_path / "well-7").mkdir()
+    (tmp_path / "m.csv").write_text("frames\nwell-7/*.png\n")
+    assert find_stacks(tmp_path / "m.csv", tmp_path / "out")[0].name == "well-7"
+    odd = [tmp_path / "well-7" / f"f[{k}].png" for k in (1, 2)]
+    for path in odd:
+        write_image(path, np.full((20, 20), 0.5, np.float32))
+    assert list_frames(odd) == odd
 
 
 def test_a_folder_of_frames_is_not_a_batch(tmp_path):
@@ -172,10 +194,7 @@ def test_batch_on_a_scheduler_matches_stack_one_by_one(tmp_path, cluster, refere
 def test_a_broken_stack_is_reported_and_the_others_written(tmp_path, cluster, reference,
                                                            capsys):
     root, one_by_one = reference
-    plate = tmp_path / "plate"
-    plate.mkdir()
-    for name in ("plate1", "plate3"):
-        os.symlink(root / name, plate / name)
+    plate = _plate(tmp_path / "plate", root, "plate1", "plate3")
     (plate / "unreadable").mkdir()
     for k in range(3):
         (plate / "unreadable" / f"f{k}.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
@@ -200,7 +219,8 @@ def test_a_broken_stack_is_reported_and_the_others_written(tmp_path, cluster, re
         assert not (out / f"{name}.png").exists()
     for name in ("plate1", "plate3"):
         assert (out / f"{name}.png").read_bytes() == (one_by_one / f"{name}.png").read_bytes()
-    assert sorted(p.name for p in out.iterdir()) == ["plate1.png", "plate3.png", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".summary.csv.lock", "plate1.png",
+                                                     "plate3.png", "summary.csv"]
 
 
 def test_a_stopped_batch_resumes_without_redoing(tmp_path, cluster, reference):
@@ -274,6 +294,58 @@ def test_outputs_that_are_not_the_batchs_are_kept(tmp_path, cluster, reference, 
     assert mine.read_bytes() != b"the user's own file"
 
 
+def test_the_output_folder_inside_the_input_is_not_a_stack(tmp_path, cluster, reference,
+                                                          capsys):
+    root, _ = reference
+    plate = _plate(tmp_path / "plate", root, "plate1", "plate3")
+    args = ["batch", str(plate), "-o", str(plate / "fused"), "--scheduler",
+            cluster.scheduler_address, *FAST]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert "0 done, 2 skipped" in capsys.readouterr().out
+    assert sorted(_rows(plate / "fused" / "summary.csv")) == ["plate1", "plate3"]
+
+
+def test_only_this_batchs_own_outputs_are_replaced(tmp_path, cluster, reference):
+    """The summary says which outputs a batch wrote: those of stacks run another time stay
+    its own, and a file at a path it never wrote is the user's."""
+    from focusfuse.batching import batch
+
+    root, _ = reference
+
+    def manifest(name, rows):
+        path = tmp_path / name
+        path.write_text("name,frames,output\n" + "".join(f"{n},{root / f},{o}\n"
+                                                         for n, f, o in rows))
+        return path
+
+    out = tmp_path / "out"
+    with distributed.Client(cluster.scheduler_address) as client:
+        run = lambda m: {r["stack"]: r["status"] for r in batch(m, out, client, weights="fast")}
+        ab = manifest("ab.csv", [("a", "plate1", ""), ("b", "plate3", "")])
+        assert run(ab) == {"a": "done", "b": "done"}
+        assert run(manifest("c.csv", [("c", "plate2", "")])) == {"c": "done"}
+        assert run(ab) == {"a": "skipped", "b": "skipped"}  # still recorded as the batch's
+        (out / "keep.png").write_bytes(b"the user's")
+        rows = batch(manifest("moved.csv", [("a", "plate1", "keep.png")]), out, client,
+                     weights="fast")
+        assert rows[0]["status"] == "failed" and "is not this batch's" in rows[0]["error"]
+        assert (out / "keep.png").read_bytes() == b"the user's"
+
+
+def test_a_second_batch_on_the_same_summary_is_refused(tmp_path, capsys):
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "in" / "s").mkdir(parents=True)
+    with open(out / ".summary.csv.lock", "a") as held:  # as a running batch holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert main(["batch", str(tmp_path / "in"), "-o", str(out)]) == 2
+    assert "another batch is running on" in capsys.readouterr().err
+    assert not (out / "summary.csv").exists()
+
+
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["batch", str(tmp_path), "-o", str(out), "--method", "dtcwt",
@@ -284,6 +356,8 @@ def test_bad_options_are_refused_before_any_work(tmp_path, capsys):
     assert main(["batch", str(tmp_path), "-o", str(out), "--scheduler",
                  "tcp://127.0.0.1:9", "--workers", "2"]) == 2
     assert "workers is for the local cluster" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path), "-o", str(out), "--threads", "0"]) == 2
+    assert "--threads must be a whole number of at least 1" in capsys.readouterr().err
 
 
 def _running_in_group(pgid: int) -> list[int]:
@@ -350,7 +424,7 @@ def test_ctrl_c_stops_the_local_cluster_and_leaves_no_partial_output(tmp_path, r
     done = {n for n, r in rows.items() if r["status"] == "done"}
     assert done and len(done) < 6
     for path in out.iterdir():  # every file whole: no partial image, no temporary
-        assert path.name == "summary.csv" or path.suffix == ".png"
+        assert path.name in ("summary.csv", ".summary.csv.lock") or path.suffix == ".png"
         if path.stem in names:
             assert path.read_bytes() == (one_by_one / f"{names[path.stem]}.png").read_bytes()
         elif path.suffix == ".png":

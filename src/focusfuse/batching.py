@@ -19,6 +19,7 @@ is a failed row, not the end of the batch.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -77,7 +78,7 @@ def _check_name(name: str, where: str) -> str:
 
 
 def find_stacks(source, out_dir: str | os.PathLike, *, suffix: str = ".png",
-                depth_maps: bool = False) -> list[StackJob]:
+                depth_maps: bool = False, skip: Sequence[str | os.PathLike] = ()) -> list[StackJob]:
     """The stacks of ``source``, each with its outputs in ``out_dir``.
 
     ``source``: a folder of stack folders (one stack per sub-folder, named after it, in
@@ -87,13 +88,15 @@ def find_stacks(source, out_dir: str | os.PathLike, *, suffix: str = ".png",
     files separated by ``;``) and optionally ``name`` (default: the frames' folder's name)
     and ``output`` (default ``NAME`` + ``suffix``; relative paths in ``out_dir``). Relative
     frame paths are taken from the manifest's folder. The outputs are ``NAME.png`` (or
-    ``suffix``) and, with ``depth_maps``, ``NAME-depth.png``.
+    ``suffix``) and, with ``depth_maps``, ``NAME-depth.png``. In a folder of stack
+    folders, ``out_dir`` and the folders of ``skip`` (the summary's) are not stacks, nor
+    is a folder that holds one of them.
     """
     out_dir = Path(os.path.abspath(out_dir))  # absolute: a worker's folder may be another
     if isinstance(source, (str, os.PathLike)):
         path = Path(os.path.abspath(source))
         if path.is_dir():
-            rows, base = _folder_rows(path), path
+            rows, base = _folder_rows(path, [out_dir, *(Path(os.path.abspath(p)) for p in skip)]), path
         elif path.suffix.lower() in (".csv", ".json"):
             if not path.is_file():
                 raise ValueError(f"{path}: no such manifest; check the path")
@@ -109,7 +112,12 @@ def find_stacks(source, out_dir: str | os.PathLike, *, suffix: str = ".png",
     if not jobs:
         raise ValueError(f"{source}: no stacks in it; a batch needs at least one")
     seen: dict[str, str] = {}
+    names: set[str] = set()
     for job in jobs:
+        if job.name in names:
+            raise ValueError(f"two stacks are named {job.name!r}; the summary keeps one row per "
+                             "name: give them different names")
+        names.add(job.name)
         for path in (job.output, job.depth_map):
             if path is None:
                 continue
@@ -121,11 +129,16 @@ def find_stacks(source, out_dir: str | os.PathLike, *, suffix: str = ".png",
     return jobs
 
 
-def _folder_rows(folder: Path) -> list[dict]:
+def _folder_rows(folder: Path, outputs: Sequence[Path]) -> list[dict]:
     from focusfuse.checks import IMAGE_SUFFIXES
 
+    def ours(p: Path) -> bool:  # the output folder, or one that holds it
+        here = Path(os.path.abspath(p))
+        return any(o == here or here in o.parents for o in outputs)
+
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
-    stacks = sorted((p for p in entries if p.is_dir()), key=lambda p: _natural_key(p.name))
+    stacks = sorted((p for p in entries if p.is_dir() and not ours(p)),
+                    key=lambda p: _natural_key(p.name))
     loose = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if loose and not stacks:
         raise ValueError(f"{folder}: holds image files, not stack folders; fuse them with "
@@ -159,6 +172,9 @@ def _manifest_rows(path: Path) -> list[dict]:
                          "optionally 'name', 'output')")
     rows = []
     for row in reader:
+        if None in row:
+            raise ValueError(f"manifest {path}: line {reader.line_num} has more fields than the "
+                             "header; put frames that hold a comma in quotes")
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
         if any(row.values()):
             row["frames"] = [f.strip() for f in row["frames"].split(";") if f.strip()]
@@ -176,8 +192,8 @@ def _job(row, k: int, base: Path, out_dir: Path, suffix: str, depth_maps: bool) 
     frames = row["frames"]
     frames = [frames] if isinstance(frames, (str, os.PathLike)) else list(frames)
     frames = tuple(str(f if Path(f).is_absolute() else base / f) for f in map(str, frames))
-    name = row.get("name") or (Path(frames[0]).name if len(frames) == 1
-                               else Path(frames[0]).parent.name)
+    single = len(frames) == 1 and not any(ch in Path(frames[0]).name for ch in "*?[")
+    name = row.get("name") or (Path(frames[0]).name if single else Path(frames[0]).parent.name)
     name = _check_name(name, where)
     output = Path(row.get("output") or f"{name}{suffix}")
     output = output if output.is_absolute() else out_dir / output
@@ -279,6 +295,17 @@ def _job_key(job: StackJob, files: Sequence[Path], settings: dict) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _weights_stamp(options: dict):
+    """The weights file of ``options`` (a path given), as (path, size, modification time):
+    a file retrained in place changes the job key. Shipped weights change with the
+    version, which the key holds."""
+    weights = options.get("weights")
+    if weights is None or not Path(str(weights)).is_file():
+        return None
+    st = Path(str(weights)).stat()
+    return [str(Path(str(weights)).resolve()), st.st_size, st.st_mtime_ns]
+
+
 def _finished_before(row: dict | None, job: StackJob, key: str) -> bool:
     """Whether ``row`` (the previous summary's) records ``job`` done with these settings and
     its outputs still have the recorded content."""
@@ -324,9 +351,10 @@ def run_job(job: StackJob, method: str, options: dict, settings: dict,
                                  depth_map=job.depth_map, overwrite=True, **settings)
             row.update(status="done", frames=done["frames"], kept=done["kept"],
                        bit_depth=done["bit_depth"], sha256=_outputs_digest(job))
-        except (ValueError, TypeError, OSError, ArithmeticError, MemoryError,
-                RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one bad stack is one failed row
             row.update(status="failed", error=_one_line(exc))
+        except MemoryError:
+            row.update(status="failed", error="out of memory; use fewer workers")
     row["warnings"] = " | ".join(dict.fromkeys(" ".join(str(w.message).split())
                                                for w in caught))
     row["seconds"] = f"{time.perf_counter() - start:.2f}"
@@ -400,7 +428,8 @@ def _with_device(options: dict) -> dict:
     if count < 2:
         return options
     name = _worker_name()
-    index = int(name) if name.isdigit() else int(hashlib.sha1(name.encode()).hexdigest(), 16)
+    number = re.search(r"(\d+)$", name)  # 3 of a local worker "3"; 0 of jobqueue's "SLURMCluster-7-0"
+    index = int(number[1]) if number else int(hashlib.sha1(name.encode()).hexdigest(), 16)
     return {**options, "device": f"cuda:{index % count}"}
 
 
@@ -444,19 +473,55 @@ def batch(stacks, out_dir: str | os.PathLike, client=None, *, method: str = "cnn
     if (client is not None or scheduler is not None) and workers is not None:
         raise ValueError("workers is for the local cluster; an existing scheduler has its "
                          "own workers")
+    for name, value in (("workers", workers), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise checks.OptionError(f"{name} must be a whole number of at least 1; got "
+                                     f"{value!r}", name)
     out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        if out_dir.exists():
-            raise checks.OptionError(f"output folder {out_dir} is a file; give a folder",
-                                     "output")
-        out_dir.mkdir(parents=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise checks.OptionError(f"output folder {out_dir} is a file; give a folder", "output")
     summary = Path(summary) if summary is not None else out_dir / "summary.csv"
-    previous = {row["stack"]: row for row in read_summary(summary)}
-    jobs = find_stacks(stacks, out_dir, suffix=suffix, depth_maps=depth_maps)
+    read_summary(summary)  # a file that is not a summary: refused before anything is made
+    jobs = find_stacks(stacks, out_dir, suffix=suffix, depth_maps=depth_maps,
+                       skip=[summary.parent])
     settings = {"align": align, "reference": reference, "crop": crop, "strict": strict,
                 "read_options": read_options or {}, "bit_depth": bit_depth,
                 "depth_raw": depth_raw}
-    key_settings = {**settings, "method": method, "options": options}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    with _only_batch_on(summary):
+        return _batch(jobs, summary, method, options, settings, client, scheduler, workers,
+                      threads, overwrite, progress, on_cluster)
+
+
+@contextlib.contextmanager
+def _only_batch_on(summary: Path):
+    """Hold a lock beside ``summary`` (a hidden file left there), so that a second batch on
+    the same summary (a rerun while the first still runs) stops with a message instead of
+    redoing every stack and rewriting the other's summary."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(summary.with_name(f".{summary.name}.lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OSError(f"another batch is running on {summary}; wait for it to end, or "
+                          "give this one another output folder or summary") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _batch(jobs, summary, method, options, settings, client, scheduler, workers, threads,
+           overwrite, progress, on_cluster) -> list[dict]:
+    previous = {row["stack"]: row for row in read_summary(summary)}
+    key_settings = {**settings, "method": method, "options": options,
+                    "weights": _weights_stamp(options)}
 
     rows: dict[str, dict] = {}
     todo: list[tuple[StackJob, str]] = []
@@ -465,8 +530,10 @@ def batch(stacks, out_dir: str | os.PathLike, client=None, *, method: str = "cnn
         rows[job.name] = row
         if row["status"] == "pending":
             todo.append((job, key))
+    # the rows of stacks not in this run stay: their outputs remain this batch's
+    rows.update({name: row for name, row in previous.items() if name not in rows})
     _write_summary(summary, rows.values())
-    done = sum(row["status"] != "pending" for row in rows.values())
+    done = sum(rows[job.name]["status"] != "pending" for job in jobs)
     if progress:
         progress("stacks", done, len(jobs))
     if todo:
@@ -483,25 +550,32 @@ def _prepare(job: StackJob, key_settings: dict, before: dict | None,
 
     row = {"stack": job.name, "output": str(job.output),
            "depth_map": str(job.depth_map) if job.depth_map else "", "status": "pending"}
+    # whether this batch may have written the outputs there: the previous run listed them
+    # for this stack and ran it (a row that failed before any worker ran, as for an output
+    # that was already there, does not count), or recorded them done
+    ours = (before is not None and before.get("output") == row["output"]
+            and before.get("depth_map", "") == row["depth_map"]
+            and (before.get("status") != "failed" or bool(before.get("worker"))))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             files = list_frames(job.frames)
         except (ValueError, OSError) as exc:
             row.update(status="failed", error=_one_line(exc))
+            if ours:  # still this batch's outputs, for the run that finds the frames again
+                row.update({k: before.get(k, "") for k in ("worker", "job", "sha256")})
             return row, ""
     row["frames"] = len(files)
     key = _job_key(job, files, key_settings)
     row["job"] = key
-    if _finished_before(before, job, key):
+    if ours and _finished_before(before, job, key):
         return {**before, "status": "skipped"}, key
-    # listed by the previous run of this batch, which may have written it: not a row that
-    # failed before any worker ran (an output that was already there is one of those)
-    ours = before is not None and (before.get("status") != "failed" or bool(before.get("worker")))
     for path in (job.output, job.depth_map):
         if path is not None and path.exists() and not (overwrite or ours):
             row.update(status="failed", error=f"output {path} exists and is not this batch's; "
                                               "move it away or allow replacing it (--overwrite)")
+        elif path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)  # a manifest's sub-folder
     if caught:
         row["warnings"] = " | ".join(" ".join(str(w.message).split()) for w in caught)
     return row, key
@@ -516,32 +590,35 @@ def _run_all(todo, rows, summary, method, options, settings, client, scheduler, 
     if client is None:
         client, cluster, task_threads = _start(scheduler, workers, threads)
         own = client
-    if on_cluster:
-        on_cluster(client)
     keep_memory = cluster is not None
-    pids = client.run(os.getpid) if cluster is not None else {}
-    if task_threads is None:
-        task_threads = thread_plan(client)
+    pids: dict = {}
     futures = {}
     written = -SUMMARY_EVERY
     try:
+        if cluster is not None:
+            pids = client.run(os.getpid)
+        if on_cluster:
+            on_cluster(client)
+        if task_threads is None:
+            task_threads = thread_plan(client)
         for job, key in todo:
             future = client.submit(run_job, job, method, options, settings, task_threads,
                                    keep_memory, key=f"focusfuse-stack-{key[:16]}", pure=False)
             futures[future] = (job, key)
-        for future in _completed(as_completed(futures)):
-            job, key = futures[future]
-            try:
-                row = future.result()
-            except Exception as exc:  # the worker died (out of memory?), or the task was lost
-                row = {"stack": job.name, "output": str(job.output), "status": "failed",
-                       "error": f"the task was lost ({_one_line(exc)}); when its worker "
-                                "died, running out of memory is the usual cause: try fewer "
-                                "workers"}
-            rows[job.name] = {**rows[job.name], **row, "job": key}
-            if time.monotonic() - written >= SUMMARY_EVERY:
+        dirty = False
+
+        def flush():
+            nonlocal written, dirty
+            if dirty and time.monotonic() - written >= SUMMARY_EVERY:
                 _write_summary(summary, rows.values())
-                written = time.monotonic()
+                written, dirty = time.monotonic(), False
+
+        for future in _completed(as_completed(futures), idle=flush):
+            job, key = futures[future]
+            row = _result(future, job)
+            rows[job.name] = {**rows[job.name], **row, "job": key}
+            dirty = True
+            flush()
             done += 1
             if progress:
                 progress("stacks", done, total)
@@ -569,15 +646,38 @@ def _stop(pids: dict) -> None:
             pass
 
 
-def _completed(finished):
-    """The futures of ``finished`` (a ``distributed.as_completed``) as they finish. The wait
-    is a short sleep, not a lock: a signal (Ctrl-C) that the system gives another thread of
-    this process then still reaches the main thread within a tenth of a second."""
+def _completed(finished, idle=None):
+    """The futures of ``finished`` (a ``distributed.as_completed``) as they finish, calling
+    ``idle()`` while none does. The wait is a short sleep, not a lock: a signal (Ctrl-C)
+    that the system gives another thread of this process then still reaches the main
+    thread within a tenth of a second."""
     while not finished.is_empty():
         ready = finished.next_batch(block=False)
         if not ready:
             time.sleep(0.1)
+            if idle is not None:
+                idle()
         yield from ready
+
+
+def _result(future, job: StackJob) -> dict:
+    """The row a finished task gives: its own, or a failed row saying why there is none."""
+    from asyncio import CancelledError
+
+    from distributed import KilledWorker
+
+    failed = {"stack": job.name, "output": str(job.output), "status": "failed",
+              "worker": "lost"}  # it was submitted: what it may have written is ours
+    try:
+        return future.result()
+    except KilledWorker as exc:
+        return {**failed, "error": f"the task was lost ({_one_line(exc)}); running out of "
+                                   "memory is the usual cause: try fewer workers"}
+    except CancelledError:
+        return {**failed, "error": "the task was cancelled (by the scheduler or another "
+                                   "client); run the batch again"}
+    except Exception as exc:  # noqa: BLE001 - the task ended without its row
+        return {**failed, "error": f"the task failed ({_one_line(exc)})"}
 
 
 def _start(scheduler: str | None, workers: int | None, threads: int | None):
@@ -594,13 +694,21 @@ def _start(scheduler: str | None, workers: int | None, threads: int | None):
                           "check the address and that the scheduler is running") from None
     gpus = _gpu_count()
     workers, threads = local_layout(workers, threads, memory=_total_memory(), gpus=gpus)
-    # the workers ignore Ctrl-C (sent to the whole terminal's process group): this process
-    # stops them itself, after cancelling their tasks
-    before = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import logging
+    # The workers do not take Ctrl-C (sent to the whole terminal's process group): this
+    # process stops them itself, after cancelling their tasks. SIGINT is blocked while they
+    # start (they, and the threads that start them again if one dies, keep it blocked); a
+    # Ctrl-C meanwhile waits, and is raised here once the cluster is up.
+    import logging
 
+    mask = hasattr(signal, "pthread_sigmask")
+    before = None
+    if mask:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    else:  # no signal masks: ignored while they start, which they inherit
+        before = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cluster = None
+    try:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=":0", silence_logs=logging.CRITICAL,
                                memory_limit=None)
@@ -608,8 +716,18 @@ def _start(scheduler: str | None, workers: int | None, threads: int | None):
         raise OSError(f"could not start a local Dask cluster ({_one_line(exc)}); in a script "
                       "of your own, call batch() under 'if __name__ == \"__main__\":'") from None
     finally:
-        signal.signal(signal.SIGINT, before)
-    return Client(cluster), cluster, threads
+        try:
+            if mask:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            else:
+                signal.signal(signal.SIGINT, before)
+            if cluster is not None:
+                client = Client(cluster)
+        except BaseException:  # a Ctrl-C during the start
+            if cluster is not None:
+                cluster.close()
+            raise
+    return client, cluster, threads
 
 
 def _gpu_count() -> int:

@@ -690,7 +690,8 @@ def _message(exc: Exception) -> str:
 _SETTING_FLAGS = frozenset({
     "arch", "steps", "batch_size", "lr", "momentum", "weight_decay", "patience",
     "holdout_suffix", "val_fraction", "val_pairs", "hard_val_pairs", "blur_levels",
-    "blur_kernel", "eval_every", "seed", "threads", "out", "max_pixels", "depth_map"})
+    "blur_kernel", "eval_every", "seed", "threads", "out", "max_pixels", "depth_map",
+    "workers"})
 
 
 class _Terminated(KeyboardInterrupt):

@@ -51,6 +51,8 @@ def list_frames(items: Sequence[str | os.PathLike]) -> list[Path]:
             if not images:
                 raise ValueError(f"{path}: no image files (PNG, JPEG, TIFF) in this folder")
             out += images
+        elif path.is_file():  # a file's own name may hold * ? [ too
+            out.append(path)
         elif any(ch in str(item) for ch in "*?["):
             found = sorted((Path(p) for p in glob.glob(str(item)) if Path(p).is_file()),
                            key=lambda p: _natural_key(p.name))
