@@ -416,6 +416,7 @@ def test_ctrl_c_stops_the_local_cluster_and_leaves_no_partial_output(tmp_path, r
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.rstrip().endswith("focusfuse batch: interrupted"), err
+    assert "Traceback" not in err  # the workers ignore the terminal's Ctrl-C
     deadline = time.monotonic() + 10
     while _running_in_group(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)

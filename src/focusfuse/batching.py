@@ -694,19 +694,14 @@ def _start(scheduler: str | None, workers: int | None, threads: int | None):
                           "check the address and that the scheduler is running") from None
     gpus = _gpu_count()
     workers, threads = local_layout(workers, threads, memory=_total_memory(), gpus=gpus)
-    # The workers do not take Ctrl-C (sent to the whole terminal's process group): this
-    # process stops them itself, after cancelling their tasks. SIGINT is blocked while they
-    # start (they, and the threads that start them again if one dies, keep it blocked); a
-    # Ctrl-C meanwhile waits, and is raised here once the cluster is up.
+    # The workers ignore Ctrl-C (sent to the whole terminal's process group): this process
+    # stops them itself, after cancelling their tasks. They inherit the ignoring from this
+    # process while they start (a signal mask would not reach them: Python resets it in
+    # the processes it spawns), so a Ctrl-C in those seconds goes unseen here too.
     import logging
 
-    mask = hasattr(signal, "pthread_sigmask")
-    before = None
-    if mask:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    else:  # no signal masks: ignored while they start, which they inherit
-        before = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cluster = None
     try:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -716,17 +711,12 @@ def _start(scheduler: str | None, workers: int | None, threads: int | None):
         raise OSError(f"could not start a local Dask cluster ({_one_line(exc)}); in a script "
                       "of your own, call batch() under 'if __name__ == \"__main__\":'") from None
     finally:
-        try:
-            if mask:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-            else:
-                signal.signal(signal.SIGINT, before)
-            if cluster is not None:
-                client = Client(cluster)
-        except BaseException:  # a Ctrl-C during the start
-            if cluster is not None:
-                cluster.close()
-            raise
+        signal.signal(signal.SIGINT, before)
+    try:
+        client = Client(cluster)
+    except BaseException:
+        cluster.close()
+        raise
     return client, cluster, threads
 
 
