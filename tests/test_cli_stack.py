@@ -115,6 +115,28 @@ def test_the_reference_frames_metadata_is_kept(tmp_path, capsys):
         assert got[0x010F] == "focusfuse test camera"
 
 
+@pytest.mark.parametrize("n", [3, 4])
+def test_without_alignment_a_reversed_stack_gives_the_same_file(tmp_path, capsys, n):
+    """Pixels and metadata: the frame whose EXIF the result carries is the middle one,
+    chosen as the alignment chooses it, whatever the order given."""
+    from PIL import Image
+
+    from focusfuse.metadata import Metadata, read_metadata, write_metadata
+
+    paths, _, _ = _frames(tmp_path / "frames", n=n, suffix=".jpg")
+    for k, path in enumerate(paths):
+        exif = Image.Exif()
+        exif[0x010F] = f"frame {k}"  # Make
+        write_metadata(path, Metadata(exif=exif.tobytes()))
+    outs = [tmp_path / "forward.png", tmp_path / "reversed.png"]
+    for order, out in zip((paths, paths[::-1]), outs):
+        assert main(["stack", *map(str, order), "-o", str(out), "--no-align", *FAST]) == 0
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    got = Image.Exif()
+    got.load(read_metadata(outs[0]).exif)
+    assert got[0x010F] in {f"frame {(n - 1) // 2}", f"frame {n // 2}"}
+
+
 def test_align_only_writes_the_aligned_frames(tmp_path, capsys):
     paths, _, _ = _frames(tmp_path / "frames")
     aligned = tmp_path / "aligned"

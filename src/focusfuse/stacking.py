@@ -283,7 +283,10 @@ def stack(frames, *, method: str = "cnn", align: bool = True, reference: int | N
     reference's whole grid, each pixel taken only from frames that cover it; the reference
     covers every pixel). ``options``: those of ``method`` (:func:`focusfuse.fuse`), checked
     before any frame is read. ``info`` holds the paths kept, the alignment, the bit depth
-    and the crop box. ``result.depth_map`` indexes the frames as given.
+    and the crop box, and ``reference``: the file whose metadata a written result carries
+    (the alignment's reference; without alignment the middle frame, chosen as the alignment
+    chooses it, so that the order given does not matter). ``result.depth_map`` indexes the
+    frames as given.
     """
     from focusfuse.fusion.registry import get_method
 
@@ -323,7 +326,8 @@ def run_stack(frames, method: str, options, *, align: bool = True, reference: in
               crop: bool = False, strict: bool = False, read_options: dict | None = None,
               progress=None):
     """:func:`stack` with the method's options already built."""
-    info: dict = {"alignment": None, "crop": None, "bit_depth": 32, "paths": None}
+    info: dict = {"alignment": None, "crop": None, "bit_depth": 32, "paths": None,
+                  "reference": None}
     if all(isinstance(f, np.ndarray) for f in frames):
         from focusfuse.checks import check_images
         from focusfuse.fusion.stack import _digest
@@ -355,6 +359,12 @@ def run_stack(frames, method: str, options, *, align: bool = True, reference: in
         else:
             source, alignment = FileFrames(paths, read), None
         info["paths"] = [paths[k] for k in source.keep]
+        if alignment is not None:
+            info["reference"] = paths[alignment.reference]
+        else:  # the frame whose metadata the result carries: the middle one, order-free
+            from focusfuse.align import middle_frame
+
+            info["reference"] = paths[middle_frame(len(paths), lambda k: read.digest(paths[k]))]
     info["alignment"] = alignment
     result = fuse_stack(source, method, options, progress=progress)
     if isinstance(source, FileFrames):
@@ -463,7 +473,7 @@ def stack_to_file(frames, output, *, method: str = "cnn", options=None, align: b
                              progress=progress)
     bits = output_bit_depth(output, [info["bit_depth"]], bit_depth)
     write_image(output, result.fused, bit_depth=bits)
-    ref = paths[info["alignment"].reference if info["alignment"] else 0]
+    ref = info["reference"]
     copy_metadata(ref, output)
     if depth_map is not None:
         result.save_depth(depth_map, raw=depth_raw)
