@@ -43,12 +43,22 @@ _HOME = {
 }
 
 
-def __getattr__(name: str):
-    if name in _HOME:
-        value = getattr(importlib.import_module(_HOME[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'focusfuse' has no attribute {name!r}")
+def lazy_attributes(module: str, namespace: dict, home: dict[str, str]):
+    """A module's ``__getattr__`` (PEP 562) that imports each name of ``home`` from the
+    module ``home[name]`` on first use and keeps it in ``namespace`` (the module's
+    globals), so that later uses do not come here again."""
+
+    def __getattr__(name: str):
+        if name in home:
+            value = getattr(importlib.import_module(home[name]), name)
+            namespace[name] = value
+            return value
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+__getattr__ = lazy_attributes(__name__, globals(), _HOME)
 
 
 def __dir__():

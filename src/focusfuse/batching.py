@@ -36,12 +36,10 @@ from pathlib import Path
 __all__ = ["SUMMARY_FIELDS", "StackJob", "batch", "dashboard", "find_stacks", "local_layout",
            "read_summary", "thread_plan"]
 
-#: the summary's columns
+#: the summary's columns; a row's status is done (written now), skipped (written before,
+#: still intact), failed, or pending (not run: the batch was stopped first)
 SUMMARY_FIELDS = ("stack", "status", "frames", "kept", "seconds", "output", "depth_map",
                   "bit_depth", "error", "warnings", "worker", "threads", "job", "sha256")
-#: a row's status: written now, written before (and still intact), failed, or not run
-#: (the batch was stopped first)
-STATUSES = ("done", "skipped", "failed", "pending")
 #: the summary is rewritten after a stack finishes if this many seconds have passed since
 #: it was last written (and always at the end, also after Ctrl-C): a batch of thousands of
 #: stacks does not rewrite a long file thousands of times, and a killed batch redoes at
@@ -63,10 +61,6 @@ class StackJob:
     frames: tuple[str, ...]
     output: Path
     depth_map: Path | None = None
-
-
-def _natural_key(text: str):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
 def _check_name(name: str, where: str) -> str:
@@ -131,6 +125,7 @@ def find_stacks(source, out_dir: str | os.PathLike, *, suffix: str = ".png",
 
 def _folder_rows(folder: Path, outputs: Sequence[Path]) -> list[dict]:
     from focusfuse.checks import IMAGE_SUFFIXES
+    from focusfuse.stacking import natural_key
 
     def ours(p: Path) -> bool:  # the output folder, or one that holds it
         here = Path(os.path.abspath(p))
@@ -138,7 +133,7 @@ def _folder_rows(folder: Path, outputs: Sequence[Path]) -> list[dict]:
 
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
     stacks = sorted((p for p in entries if p.is_dir() and not ours(p)),
-                    key=lambda p: _natural_key(p.name))
+                    key=lambda p: natural_key(p.name))
     loose = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if loose and not stacks:
         raise ValueError(f"{folder}: holds image files, not stack folders; fuse them with "
@@ -212,12 +207,8 @@ def local_layout(workers: int | None = None, threads: int | None = None, *,
     writing run on one core, so single-threaded workers keep every core busy; docs/batch.md
     measures it against fewer workers of more threads), no more workers than ``memory``
     holds stacks of :data:`STACK_BYTES`, and one worker per GPU when there are ``gpus``."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = max(1, cores or 1)
-    for name, value in (("workers", workers), ("threads", threads)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a whole number of at least 1; got {value!r}")
+    cores = max(1, len(_cpus()) if cores is None else cores)
+    _check_counts(workers=workers, threads=threads)
     if workers is None:
         if gpus:
             workers = gpus
@@ -228,6 +219,17 @@ def local_layout(workers: int | None = None, threads: int | None = None, *,
     if threads is None:
         threads = max(1, cores // workers)
     return workers, threads
+
+
+def _check_counts(**counts) -> None:
+    """Each of ``counts`` (workers, threads) None or a whole number of at least 1."""
+    from focusfuse.checks import OptionError
+
+    for name, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise OptionError(f"{name} must be a whole number of at least 1; got {value!r}",
+                              name)
 
 
 def _total_memory() -> int | None:
@@ -353,21 +355,25 @@ def run_job(job: StackJob, method: str, options: dict, settings: dict,
                        bit_depth=done["bit_depth"], sha256=_outputs_digest(job))
         except Exception as exc:  # noqa: BLE001 - one bad stack is one failed row
             row.update(status="failed", error=_one_line(exc))
-        except MemoryError:
-            row.update(status="failed", error="out of memory; use fewer workers")
     row["warnings"] = " | ".join(dict.fromkeys(" ".join(str(w.message).split())
                                                for w in caught))
     row["seconds"] = f"{time.perf_counter() - start:.2f}"
     return row
 
 
-def _worker_name() -> str:
+def _worker():
+    """The Dask worker running this task, or None outside one."""
     try:
         from distributed import get_worker
 
-        return str(get_worker().name)
+        return get_worker()
     except (ImportError, ValueError):
-        return "local"
+        return None
+
+
+def _worker_name() -> str:
+    worker = _worker()
+    return "local" if worker is None else str(worker.name)
 
 
 def _cpus() -> list[int]:
@@ -395,13 +401,7 @@ def _set_threads(threads: int | dict | None, keep_memory: bool) -> int:
     import cv2
     import torch
 
-    worker = None
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-    except (ImportError, ValueError):
-        pass
+    worker = _worker()
     if isinstance(threads, dict):
         threads = threads.get(worker.address) if worker is not None else None
     if threads is None:
@@ -473,11 +473,7 @@ def batch(stacks, out_dir: str | os.PathLike, client=None, *, method: str = "cnn
     if (client is not None or scheduler is not None) and workers is not None:
         raise ValueError("workers is for the local cluster; an existing scheduler has its "
                          "own workers")
-    for name, value in (("workers", workers), ("threads", threads)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise checks.OptionError(f"{name} must be a whole number of at least 1; got "
-                                     f"{value!r}", name)
+    _check_counts(workers=workers, threads=threads)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise checks.OptionError(f"output folder {out_dir} is a file; give a folder", "output")

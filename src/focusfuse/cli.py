@@ -260,17 +260,14 @@ def _run_stack(args) -> int:
     from focusfuse import checks
     from focusfuse.fusion.registry import get_method
     from focusfuse.progress import Progress
-    from focusfuse.stacking import list_frames, stack_to_file
+    from focusfuse.stacking import stack_frames, stack_to_file
 
     if args.output is None and args.align_only is None:
         raise UserError("give the fused image to write (-o OUTPUT), or --align-only DIR")
     options = get_method(args.method).make_options(_given_options(args))
     progress = Progress("stack", enabled=not args.quiet)
     if args.align_only is not None:
-        paths = list_frames(args.frames)
-        if len(paths) < 2:
-            raise UserError(f"a stack needs at least two frames; got {len(paths)}"
-                            + (f" ({paths[0]})" if paths else ""))
+        paths = stack_frames(args.frames)
         keep = list(paths)
         for path in (args.output, args.depth_map):
             if path is not None:

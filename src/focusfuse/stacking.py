@@ -24,11 +24,12 @@ import numpy as np
 from focusfuse.checks import IMAGE_SUFFIXES, ImageError
 from focusfuse.fusion.stack import Frames, fuse_stack
 
-__all__ = ["FileFrames", "StackFrames", "align_stack", "list_frames", "run_stack", "stack",
-           "stack_to_file"]
+__all__ = ["FileFrames", "StackFrames", "align_stack", "list_frames", "natural_key",
+           "run_stack", "stack", "stack_frames", "stack_to_file"]
 
 
-def _natural_key(text: str):
+def natural_key(text: str):
+    """Sort key of natural name order: ``f2`` before ``f10``, case aside."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
@@ -41,7 +42,7 @@ def list_frames(items: Sequence[str | os.PathLike]) -> list[Path]:
         path = Path(item)
         if path.is_dir():
             files = sorted((p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")),
-                           key=lambda p: _natural_key(p.name))
+                           key=lambda p: natural_key(p.name))
             images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
             others = [p.name for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
             if others:
@@ -55,7 +56,7 @@ def list_frames(items: Sequence[str | os.PathLike]) -> list[Path]:
             out.append(path)
         elif any(ch in str(item) for ch in "*?["):
             found = sorted((Path(p) for p in glob.glob(str(item)) if Path(p).is_file()),
-                           key=lambda p: _natural_key(p.name))
+                           key=lambda p: natural_key(p.name))
             if not found:
                 raise ValueError(f"{item}: no file matches this pattern")
             out += found
@@ -64,6 +65,15 @@ def list_frames(items: Sequence[str | os.PathLike]) -> list[Path]:
         else:
             out.append(path)
     return out
+
+
+def stack_frames(items: Sequence[str | os.PathLike]) -> list[Path]:
+    """:func:`list_frames`, and at least two of them."""
+    paths = list_frames(items)
+    if len(paths) < 2:
+        raise ValueError(f"a stack needs at least two frames; got {len(paths)}"
+                         + (f" ({paths[0]})" if paths else ""))
+    return paths
 
 
 #: the memory a stack's frames may keep decoded (and aligned) frames in, between passes:
@@ -95,11 +105,14 @@ class _Kept:
         return self.data.nbytes + (0 if self._mask is None else self._mask[0].nbytes)
 
     def pixels(self) -> np.ndarray:
-        if self.data.dtype != np.uint16:
-            return self.data
-        x = self.data.astype(np.float32)
-        np.divide(x, np.float32(65535), out=x)  # read_image's arithmetic: the same floats
-        return x
+        return self.data if self.data.dtype != np.uint16 else _from_codes(self.data)
+
+
+def _from_codes(codes: np.ndarray) -> np.ndarray:
+    """Float32 pixels of 16-bit codes, by read_image's arithmetic: the same floats."""
+    x = codes.astype(np.float32)
+    np.divide(x, np.float32(65535), out=x)
+    return x
 
 
 class StackFrames(Frames):
@@ -201,7 +214,7 @@ class StackFrames(Frames):
             from focusfuse.io import quantize
 
             codes = quantize(pixels, 16)
-            pixels = _Kept(codes, None, True).pixels()
+            pixels = _from_codes(codes)
         return pixels, covered, codes
 
     def __getitem__(self, k: int) -> np.ndarray:
@@ -454,10 +467,7 @@ def stack_to_file(frames, output, *, method: str = "cnn", options=None, align: b
     from focusfuse.io import output_bit_depth, write_image
     from focusfuse.metadata import copy_metadata
 
-    paths = list_frames([frames] if isinstance(frames, (str, os.PathLike)) else frames)
-    if len(paths) < 2:
-        raise ValueError(f"a stack needs at least two frames; got {len(paths)}"
-                         + (f" ({paths[0]})" if paths else ""))
+    paths = stack_frames([frames] if isinstance(frames, (str, os.PathLike)) else frames)
     output = checks.check_output_path(output, bit_depth=bit_depth, inputs=paths,
                                       overwrite=overwrite)
     if depth_map is not None:

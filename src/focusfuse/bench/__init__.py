@@ -11,10 +11,11 @@ against it (PSNR, SSIM), and their per-pixel oracle (``NAME-oracle.ext``) is a r
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
+
+from focusfuse import lazy_attributes
 
 if TYPE_CHECKING:
     from focusfuse.bench.report import BenchRun
@@ -38,12 +39,7 @@ _HOME.update({name: "focusfuse.bench.truth" for name in (
     "make_truth_pair", "make_truth_set", "register", "truth_scores")})
 
 
-def __getattr__(name: str):
-    if name in _HOME:
-        value = getattr(importlib.import_module(_HOME[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'focusfuse.bench' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, globals(), _HOME)
 
 __all__ = ["SPEC_HELP", "BenchRun", "MethodRun", "MethodSpec", "Pair", "Progress",
            "deviations", "find_pairs", "make_truth_pair", "make_truth_set", "parse_methods",

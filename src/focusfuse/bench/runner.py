@@ -41,6 +41,7 @@ from focusfuse.checks import ImageError, check_choice
 from focusfuse.device import PRECISIONS
 from focusfuse.fusion.registry import METHODS
 from focusfuse.io import SUPPORTED_SUFFIXES, quantize
+from focusfuse.stacking import natural_key
 
 __all__ = ["MethodSpec", "Pair", "Progress", "find_pairs", "parse_methods", "run_methods",
            "score_oracle", "score_reference", "read_published", "CNN_METHODS", "PRECISIONS"]
@@ -65,10 +66,6 @@ class Pair:
     b: Path
     truth: Path | None = None
     oracle: Path | None = None
-
-
-def _natural_key(text: str):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
 def find_pairs(folder: str | os.PathLike) -> list[Pair]:
@@ -98,7 +95,7 @@ def find_pairs(folder: str | os.PathLike) -> list[Pair]:
     for name in extras:
         found.setdefault(name, {})
     pairs, incomplete, stacks = [], [], []
-    for name in sorted(found, key=_natural_key):
+    for name in sorted(found, key=natural_key):
         letters = found[name]
         if "A" in letters and "B" in letters:
             more = extras.get(name, {})
