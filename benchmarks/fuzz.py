@@ -373,9 +373,7 @@ def fuzz_in_process(seeds: list[Path], folder: Path, indices, *, seed: int,
 
 def _worker(args) -> None:
     """The in-process fuzzer's child: reads mutants, one JSON line per event on stdout."""
-    cap = args.memory_cap_gib
-    if cap:
-        resource.setrlimit(resource.RLIMIT_AS, (int(cap * 2**30), int(cap * 2**30)))
+    _cap(args.memory_cap_gib)()
     seeds = sorted(Path(args.seeds).iterdir())
     folder = Path(tempfile.mkdtemp(prefix="fuzz-worker-"))
     out = os.fdopen(os.dup(1), "w", buffering=1)

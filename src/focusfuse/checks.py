@@ -26,7 +26,7 @@ __all__ = ["FLOAT_SLACK", "IMAGE_CHANNELS", "MAX_PIXELS", "ImageError", "OptionE
            "UnknownOptionError", "check_choice", "check_device", "check_fraction",
            "check_images", "check_int", "check_levels", "check_max_pixels", "check_odd_window",
            "check_output_channels", "check_output_folder", "check_output_path",
-           "check_pixel_count", "check_positive", "check_steps_folder", "outside_stacklevel",
+           "check_positive", "check_steps_folder", "codes_to_float", "outside_stacklevel",
            "value_range_problem"]
 
 #: the channel counts every method accepts in (H, W, C) images: gray kept as a channel,
@@ -111,7 +111,7 @@ def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise ValueError(f"fusion needs at least two images; got {len(images)}")
     for i, im in enumerate(images):
         if im.dtype in (np.uint8, np.uint16):  # 8- and 16-bit codes, as the metrics take them
-            images[i] = im = im.astype(np.float32) / np.float32(255 if im.dtype == np.uint8 else 65535)
+            images[i] = im = codes_to_float(im)
         if im.dtype == bool or not np.issubdtype(im.dtype, np.floating):
             raise TypeError(
                 f"images[{i}] has dtype {im.dtype}; pass float arrays in [0, 1], or uint8 or "
@@ -162,20 +162,18 @@ def value_range_problem(lo: float, hi: float) -> tuple[str, str] | None:
     return None
 
 
+def codes_to_float(codes: np.ndarray) -> np.ndarray:
+    """Float32 pixels in [0, 1] of 8- or 16-bit codes (code / 255 or / 65535): the one
+    conversion of codes, so that every path gives the same floats."""
+    x = codes.astype(np.float32)
+    np.divide(x, np.float32(255 if codes.dtype == np.uint8 else 65535), out=x)
+    return x
+
+
 def check_max_pixels(value) -> int:
     """The pixel limit of one frame (:data:`MAX_PIXELS`), an integer >= 1."""
     return check_int("max_pixels", value, minimum=1,
                      hint=f"the default is {MAX_PIXELS} (2**28)")
-
-
-def check_pixel_count(width: int, height: int, max_pixels: int, source: str) -> None:
-    """An image of ``width`` × ``height`` pixels (as its file's header says) is within
-    ``max_pixels``; raises a ValueError naming ``source`` otherwise."""
-    if width * height > max_pixels:
-        raise ValueError(
-            f"{source}: the file says {width}×{height} pixels ({width * height / 1e6:,.0f} "
-            f"million), more than the limit of {max_pixels / 1e6:,.0f} million; a damaged or "
-            "hostile file? If the image is real, raise max_pixels")
 
 
 def check_levels(levels, shape: tuple[int, int]) -> int:

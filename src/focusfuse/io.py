@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from focusfuse.checks import (IMAGE_SUFFIXES, MAX_PIXELS, check_max_pixels, check_output_path,
-                              check_pixel_count, outside_stacklevel, value_range_problem)
+                              codes_to_float, outside_stacklevel, value_range_problem)
 
 __all__ = ["Image", "ImageReadError", "ImageReadWarning", "output_bit_depth", "quantize",
            "read_image", "remove_stale_temporaries", "write_image", "SUPPORTED_SUFFIXES"]
@@ -95,9 +95,7 @@ def _to_float(raw: np.ndarray, source: str, reorder: bool = False) -> tuple[np.n
     if reorder and raw.ndim == 3:
         view = raw[..., ::-1] if raw.shape[2] == 3 else raw[..., [2, 1, 0, 3]]
     if raw.dtype in (np.uint8, np.uint16):
-        x = view.astype(np.float32)
-        np.divide(x, np.float32(255 if raw.dtype == np.uint8 else 65535), out=x)
-        return x, 8 if raw.dtype == np.uint8 else 16
+        return codes_to_float(view), 8 if raw.dtype == np.uint8 else 16
     if raw.dtype in (np.float16, np.float32, np.float64):
         x = view.astype(np.float32)
         problem = value_range_problem(float(np.min(x)), float(np.max(x)))
@@ -111,6 +109,16 @@ def _to_float(raw: np.ndarray, source: str, reorder: bool = False) -> tuple[np.n
     raise ImageReadError(
         f"{source}: pixel type {raw.dtype} is not supported; save it as 8- or 16-bit PNG or TIFF"
     )
+
+
+def _check_pixel_count(width: int, height: int, max_pixels: int, source: str) -> None:
+    """An image of ``width`` × ``height`` pixels (as its file's header says) is within
+    ``max_pixels``; an :class:`ImageReadError` naming ``source`` and the option otherwise."""
+    if width * height > max_pixels:
+        raise ImageReadError(
+            f"{source}: the file says {width}×{height} pixels ({width * height / 1e6:,.0f} "
+            f"million), more than the limit of {max_pixels / 1e6:,.0f} million; a damaged or "
+            "hostile file? If the image is real, raise max_pixels", option="max_pixels")
 
 
 def _sniff(head: bytes) -> str | None:
@@ -275,8 +283,8 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, list[str]]:
                         "per frame (focusfuse reads one image per file; a reader for stacks "
                         "is planned)")
                 depth = int(getattr(page, "imagedepth", 1) or 1)
-                check_pixel_count(int(page.imagewidth), int(page.imagelength) * depth,
-                                  max_pixels, str(path))
+                _check_pixel_count(int(page.imagewidth), int(page.imagelength) * depth,
+                                   max_pixels, str(path))
                 axes = page.axes
                 if set(axes) - set("YXS"):
                     raise ImageReadError(
@@ -287,10 +295,6 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, list[str]]:
             raise
         except MemoryError:
             raise ImageReadError(_no_memory(path)) from None
-        except ValueError as exc:
-            if "max_pixels" in str(exc):
-                raise ImageReadError(str(exc), option="max_pixels") from None
-            raise ImageReadError(f"{path}: not a readable TIFF image ({exc})") from None
         except Exception as exc:  # tifffile raises many types for corrupt files
             raise ImageReadError(f"{path}: not a readable TIFF image ({exc})") from None
     raw = np.asarray(raw)
@@ -341,10 +345,7 @@ def read_image(path: str | os.PathLike, *, with_depth: bool = False,
             raise ImageReadError(_no_memory(path)) from None
         size = _png_size(data) if kind == "png" else _jpeg_size(data)
         if size is not None:
-            try:
-                check_pixel_count(*size, max_pixels, str(path))
-            except ValueError as exc:
-                raise ImageReadError(str(exc), option="max_pixels") from None
+            _check_pixel_count(*size, max_pixels, str(path))
         try:
             raw, said = _decode_cv(data, kind, path, size)
         except MemoryError:
@@ -453,7 +454,7 @@ def _temporary_name(folder: Path) -> Path:
 
 #: whether to write through unnamed files (O_TMPFILE, Linux); where the folder's file
 #: system refuses them, the write falls back to a hidden name all the same
-_UNNAMED = hasattr(os, "O_TMPFILE")
+_UNNAMED = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 
 
 def _link_unnamed(fd: int, path: Path) -> None:
@@ -488,7 +489,7 @@ def _publish(data, path: Path, *, mode: int | None = None) -> None:
     folder = path.parent
     remove_stale_temporaries(folder)
     fd = None
-    if _UNNAMED and os.path.isdir("/proc/self/fd"):
+    if _UNNAMED:
         try:
             fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o666)
         except OSError:  # the file system has no unnamed files (NFS, some FUSE): a name

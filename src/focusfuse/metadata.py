@@ -65,7 +65,6 @@ __all__ = ["Metadata", "TIFF_EXIF_TAGS", "copy_metadata", "read_metadata", "writ
 
 EXIF_PREFIX = b"Exif\x00\x00"
 _EXIF_HEADERS = (b"II*\x00", b"MM\x00*")  # an EXIF block is a classic TIFF
-_TIFF_HEADERS = _EXIF_HEADERS + (b"II+\x00", b"MM\x00+")  # and BigTIFF
 _ICC_PREFIX = b"ICC_PROFILE\x00"
 _ICC_CHUNK = 65535 - 2 - len(_ICC_PREFIX) - 2  # 65519 profile bytes per APP2 segment
 _APP1_PAYLOAD = 65535 - 2  # the segment length counts its own two bytes
@@ -132,15 +131,15 @@ def _valid_icc(data) -> bytes | None:
 
 
 def _kind(path: Path) -> str:
+    """The file's type by its first bytes, as :func:`focusfuse.io.read_image` tells it."""
+    from focusfuse.io import _sniff
+
     with open(path, "rb") as f:
         head = f.read(8)
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head == _PNG_SIGNATURE:
-        return "png"
-    if head[:4] in _TIFF_HEADERS:
-        return "tiff"
-    raise ValueError(f"{path}: not a JPEG, PNG or TIFF file (it starts with {head!r})")
+    kind = _sniff(head)
+    if kind is None:
+        raise ValueError(f"{path}: not a JPEG, PNG or TIFF file (it starts with {head!r})")
+    return kind
 
 
 # reading ------------------------------------------------------------------------------

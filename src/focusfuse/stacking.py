@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from focusfuse.checks import IMAGE_SUFFIXES, ImageError
+from focusfuse.checks import IMAGE_SUFFIXES, ImageError, codes_to_float
 from focusfuse.fusion.stack import Frames, fuse_stack
 
 __all__ = ["FileFrames", "StackFrames", "align_stack", "list_frames", "natural_key",
@@ -105,14 +105,7 @@ class _Kept:
         return self.data.nbytes + (0 if self._mask is None else self._mask[0].nbytes)
 
     def pixels(self) -> np.ndarray:
-        return self.data if self.data.dtype != np.uint16 else _from_codes(self.data)
-
-
-def _from_codes(codes: np.ndarray) -> np.ndarray:
-    """Float32 pixels of 16-bit codes, by read_image's arithmetic: the same floats."""
-    x = codes.astype(np.float32)
-    np.divide(x, np.float32(65535), out=x)
-    return x
+        return self.data if self.data.dtype != np.uint16 else codes_to_float(self.data)
 
 
 class StackFrames(Frames):
@@ -214,7 +207,7 @@ class StackFrames(Frames):
             from focusfuse.io import quantize
 
             codes = quantize(pixels, 16)
-            pixels = _from_codes(codes)
+            pixels = codes_to_float(codes)
         return pixels, covered, codes
 
     def __getitem__(self, k: int) -> np.ndarray:

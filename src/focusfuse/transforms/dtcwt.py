@@ -51,6 +51,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy.ndimage import correlate1d
 
+from focusfuse.checks import check_int
+
 __all__ = ["BIORT_FILTERS", "QSHIFT_FILTERS", "Pyramid", "dtcwt_forward", "dtcwt_inverse"]
 
 _SQRT2 = np.sqrt(2.0)
@@ -297,12 +299,6 @@ def _check_name(value, allowed, name):
         )
 
 
-def _check_levels(levels) -> int:
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
-        raise ValueError(f"levels must be an integer >= 1; got {levels!r}; use e.g. levels=4")
-    return int(levels)
-
-
 def dtcwt_forward(
     image: np.ndarray,
     levels: int = 4,
@@ -330,7 +326,7 @@ def dtcwt_forward(
         raise TypeError(f"image must be a real numeric array; got dtype {x.dtype}")
     if min(x.shape) < 1:
         raise ValueError(f"image must not be empty; got shape {x.shape}")
-    levels = _check_levels(levels)
+    levels = check_int("levels", levels, minimum=1, hint="use e.g. levels=4")
     _check_name(biort, BIORT_FILTERS, "biort")
     _check_name(qshift, QSHIFT_FILTERS, "qshift")
     if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
