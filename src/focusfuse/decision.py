@@ -212,8 +212,8 @@ class LabelState:
         self.count += 1
 
 
-def remove_small_label_regions(labels: np.ndarray, *, min_area_fraction: float = 0.01,
-                               n_labels: int | None = None) -> np.ndarray:
+def remove_small_label_regions(labels: np.ndarray, *,
+                               min_area_fraction: float = 0.01) -> np.ndarray:
     """The N-label form of :func:`remove_small_regions`: every 8-connected region of one
     label with fewer than ``ceil(min_area_fraction · H · W)`` pixels is given the label of
     the nearest pixel outside the removed regions (OpenCV's distance transform). Each label
@@ -224,7 +224,7 @@ def remove_small_label_regions(labels: np.ndarray, *, min_area_fraction: float =
     if min_area_fraction == 0.0:
         return labels.copy()
     area = math.ceil(min_area_fraction * labels.shape[0] * labels.shape[1])
-    n = int(labels.max()) + 1 if n_labels is None else n_labels
+    n = int(labels.max()) + 1
     removed = np.zeros(labels.shape, bool)
     for k in range(n):
         mask = labels == k
@@ -237,11 +237,10 @@ def remove_small_label_regions(labels: np.ndarray, *, min_area_fraction: float =
     _, nearest = cv2.distanceTransformWithLabels(removed.view(np.uint8), cv2.DIST_L2, 5,
                                                  labelType=cv2.DIST_LABEL_PIXEL)
     kept = ~removed
-    ys, xs = np.nonzero(kept)
-    # DIST_LABEL_PIXEL numbers the zero pixels in row-major order from 1
-    label_of = np.empty(ys.size + 1, labels.dtype)
+    # DIST_LABEL_PIXEL numbers the zero pixels in row-major order from 1, the order of a mask
+    label_of = np.empty(np.count_nonzero(kept) + 1, labels.dtype)
     label_of[0] = 0
-    label_of[1:] = labels[ys, xs]
+    label_of[1:] = labels[kept]
     out = labels.copy()
     out[removed] = label_of[nearest[removed]]
     return out

@@ -42,8 +42,7 @@ with the multiscale methods none.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -94,17 +93,6 @@ def canonical_order(frames: Frames) -> list[int]:
     return sorted(range(len(frames)), key=lambda k: (frames.digest(k), k))
 
 
-@dataclass
-class _Pass:
-    """A progress callback, ``progress(stage, done, total)``, or none."""
-
-    progress: Callable[[str, int, int], None] | None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if self.progress is not None:
-            self.progress(stage, done, total)
-
-
 def fuse_stack(frames: Frames, method: str, options, *, progress=None) -> FusionResult:
     """Fuse ``frames`` (two or more) with ``method`` and its built ``options``; see the
     module's notes. ``progress(stage, done, total)`` is called after each frame of each
@@ -112,7 +100,7 @@ def fuse_stack(frames: Frames, method: str, options, *, progress=None) -> Fusion
     if len(frames) < 2:
         raise ValueError(f"a stack needs at least two frames; got {len(frames)}")
     order = canonical_order(frames)
-    report = _Pass(progress)
+    report = progress or (lambda stage, done, total: None)
     if method == "cnn":
         fused, labels = _cnn_stack(frames, order, options, report)
     elif method in ("dwt", "dtcwt", "laplacian"):
@@ -127,8 +115,8 @@ def fuse_stack(frames: Frames, method: str, options, *, progress=None) -> Fusion
 
 
 # ------------------------------------------------------------------------------------ cnn
-def _cnn_stack(frames: Frames, order: list[int], options, report: _Pass):
-    from focusfuse.decision import (LabelState, focus_map, guided_filter, label_map,
+def _cnn_stack(frames: Frames, order: list[int], options, report):
+    from focusfuse.decision import (LabelState, focus_map, guided_filter,
                                     remove_small_label_regions, window_map)
     from focusfuse.fusion.cnn import model_for
     from focusfuse.score import frame_score_map, score_map
@@ -152,25 +140,21 @@ def _cnn_stack(frames: Frames, order: list[int], options, report: _Pass):
         def scores(gray):
             return frame_score_map(model, gray, **net)
 
-    depth = LabelState(np.float32)  # the depth map: the frame whose centred window scores highest
-
-    def focus_maps():
-        for i, k in enumerate(order):
-            s = scores(to_gray(frames[k]))
-            depth.add(window_map(s, shape), frames.valid(k))
-            yield focus_map(s, shape)
-            report("score", i + 1, n)
-
-    labels, best = label_map(focus_maps(), valid=(frames.valid(k) for k in order))
-    del best
-    depth_labels = depth.labels
-    del depth
+    # the labels: the frame of largest focus (the paper's focus map, label_map's rule); the
+    # depth map: the frame whose centred window scores highest
+    focus, depth = LabelState(), LabelState(np.float32)
+    for i, k in enumerate(order):
+        s, valid = scores(to_gray(frames[k])), frames.valid(k)
+        depth.add(window_map(s, shape), valid)
+        focus.add(focus_map(s, shape), valid)
+        report("score", i + 1, n)
+    labels, depth_labels = focus.labels, depth.labels
+    del focus, depth
     # the paper's area is for the one boundary between two sources; N frames have N − 1
     # boundaries between neighbouring focus planes, and each gets the paper's share
-    labels = remove_small_label_regions(labels, min_area_fraction=options.min_region / (n - 1),
-                                        n_labels=n)
+    labels = remove_small_label_regions(labels, min_area_fraction=options.min_region / (n - 1))
 
-    present = [i for i in range(n) if (labels == i).any()]
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=n)).tolist()
     guide = None
     for j, i in enumerate(present):
         gray = to_gray(frames[order[i]])
@@ -195,33 +179,30 @@ def _cnn_stack(frames: Frames, order: list[int], options, report: _Pass):
 
 
 # ----------------------------------------------------------------------------- multiscale
-def _multiscale_stack(frames: Frames, order: list[int], method: str, options, report: _Pass):
+def _multiscale_stack(frames: Frames, order: list[int], method: str, options, report):
     from focusfuse.fusion import multiscale as ms
 
     n = len(order)
     first = frames[order[0]]
     decompose, reconstruct = ms.stack_transform(method, options, first.shape[:2])
 
+    from focusfuse.decision import LabelState, mode_filter
+
     # pass 1: per band, the frame of largest windowed activity; the lowpass summed
-    labels, best, low_sum = None, None, None
+    states, low_sum = None, None
     for i, k in enumerate(order):
         low, bands = decompose(frames[k])
         acts = [ms.activity(b, options.consistency) for b in bands]
-        if labels is None:
-            labels = [np.zeros(a.shape, np.int16) for a in acts]
-            best = acts
+        if states is None:
+            states = [LabelState(a.dtype.type) for a in acts]
             low_sum = low.astype(np.float64)
         else:
-            for lab, b, a in zip(labels, best, acts):
-                better = a > b
-                lab[better] = i
-                np.maximum(b, a, out=b)
             low_sum += low
+        for state, a in zip(states, acts):
+            state.add(a)
         report("analyse", i + 1, n)
-    del best
-    from focusfuse.decision import mode_filter
-
-    labels = [mode_filter(lab, options.consistency) for lab in labels]
+    labels = [mode_filter(state.labels, options.consistency) for state in states]
+    del states
 
     # pass 2: each frame's coefficients where it won
     fused_bands = None
