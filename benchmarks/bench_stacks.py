@@ -54,11 +54,11 @@ import numpy as np
 
 # the registration to the truth and its helpers are the library's (focusfuse bench scores
 # pairs with them)
-from focusfuse.bench.truth import _central, _gray, register
+from focusfuse.bench.truth import CENTRE, _central, _gray, register, truth_scores
+from focusfuse.data.stacks import VARIANTS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-VARIANTS = ("clean", "noisy", "handheld", "handheld-noisy")  # focusfuse.data.stacks.VARIANTS
 REAL_STACKS = ("pcb", "pcb-depth", "amber-flies", "chimp")
 
 #: the default "ours": used when the installed focusfuse has a `stack` subcommand
@@ -166,12 +166,11 @@ def choose_tools(ours: list[str] | None, peers: list[str], *, no_ours: bool = Fa
 
 
 def tool_versions(tools: list[Tool]) -> dict:
-    asks = {"focus-stack": ["--version"], "enfuse": ["--version"]}
     out = {}
     for t in tools:
         exe = _resolve(shlex.split(t.template)[0])
         try:
-            p = subprocess.run([exe] + asks.get(t.name, ["--version"]), capture_output=True,
+            p = subprocess.run([exe, "--version"], capture_output=True,
                                text=True, timeout=60)
             lines = (p.stdout or p.stderr).strip().splitlines()
             out[t.name] = lines[0] if lines else ""
@@ -224,7 +223,7 @@ def read_output(path: Path) -> np.ndarray:
     return raw.astype(np.float32) / np.float32(top)
 
 
-def score(output: np.ndarray, truth: np.ndarray, *, centre: float = 0.8) -> dict:
+def score(output: np.ndarray, truth: np.ndarray, *, centre: float = CENTRE) -> dict:
     """PSNR and SSIM of ``output`` against ``truth`` on the central part, after registration.
 
     Also ``psnr_own``: the PSNR in the output's own geometry, against the truth carried
@@ -234,14 +233,10 @@ def score(output: np.ndarray, truth: np.ndarray, *, centre: float = 0.8) -> dict
     benchmark's (the generator's warp and the registration back); ``psnr_own`` charges
     only what the tool did (its alignment's warps). Without motion the two are equal, up
     to the registration's resampling where it was not the identity."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    from skimage.metrics import peak_signal_noise_ratio
 
-    registered, info = register(output, truth, centre=centre)
-    if registered.ndim != truth.ndim:  # a gray output of a colour stack, or the reverse
-        registered = _gray(registered) if truth.ndim == 2 else np.repeat(
-            registered[:, :, None], 3, axis=2)
-    box = _central(truth.shape, centre)
-    a, b = truth[box].astype(np.float64), registered[box].astype(np.float64)
+    scores = truth_scores(output, truth, register_first=True, centre=centre)
+    info = scores["registration"]
     own = None
     out3 = output[..., :3] if output.ndim == 3 else output
     if out3.ndim == truth.ndim:
@@ -252,16 +247,11 @@ def score(output: np.ndarray, truth: np.ndarray, *, centre: float = 0.8) -> dict
         inner = _central(out3.shape, centre)
         own = float(peak_signal_noise_ratio(there[inner].astype(np.float64),
                                             out3[inner].astype(np.float64), data_range=1.0))
-    return {
-        "psnr": float(peak_signal_noise_ratio(a, b, data_range=1.0)),
-        "psnr_own": own,
-        "ssim": float(structural_similarity(a, b, data_range=1.0,
-                                            channel_axis=-1 if a.ndim == 3 else None)),
-        "registration": info,
-    }
+    return {"psnr": scores["PSNR"], "psnr_own": own, "ssim": scores["SSIM"],
+            "registration": info}
 
 
-def depth_score(depth: np.ndarray, stack, registration: dict, *, centre: float = 0.8,
+def depth_score(depth: np.ndarray, stack, registration: dict, *, centre: float = CENTRE,
                 texture: float = 4 / 255, window: int = 7) -> dict:
     """How often a tool's raw depth map (frame index per pixel, in its output's geometry)
     is within one frame of the true ``depth_index``: on the textured pixels of the central
@@ -274,7 +264,7 @@ def depth_score(depth: np.ndarray, stack, registration: dict, *, centre: float =
         depth = cv2.warpAffine(depth, np.asarray(registration["matrix"], np.float64), (w, h),
                                flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_REPLICATE)
-    g = _gray(stack.truth).astype(np.float32)
+    g = _gray(stack.truth)
     mean = cv2.blur(g, (window, window), borderType=cv2.BORDER_REFLECT)
     std = np.sqrt(np.maximum(cv2.blur(g * g, (window, window), borderType=cv2.BORDER_REFLECT)
                              - mean * mean, 0.0))
@@ -521,7 +511,7 @@ def main(argv=None) -> int:
     g.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     g.add_argument("--seed", type=int, default=0,
                    help="seed of the scene choice; scene i's stacks use seed + i")
-    g.add_argument("--centre", type=float, default=0.8, help="scored central fraction")
+    g.add_argument("--centre", type=float, default=CENTRE, help="scored central fraction")
     g.add_argument("--keep", metavar="DIR", help="keep stacks and outputs in DIR")
     g.add_argument("--no-oracle", dest="oracle", action="store_false",
                    help="leave out the row of the true depth index's frames")

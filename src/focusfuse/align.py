@@ -23,7 +23,7 @@ registered to the last frame that aligned.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2

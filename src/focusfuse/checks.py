@@ -231,9 +231,12 @@ def check_odd_window(name: str, value, *, hint: str = "") -> int:
 
 
 def check_device(name: str, value) -> str:
-    """"auto", "cpu", "cuda" or "cuda:N" (whether a GPU is there is found out when used)."""
+    """"auto", "cpu", "cuda" (:data:`focusfuse.device.DEVICES`) or "cuda:N" (whether a GPU
+    is there is found out when used)."""
+    from focusfuse.device import DEVICES
+
     if not isinstance(value, str) or not (
-            value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())):
+            value in DEVICES or (value.startswith("cuda:") and value[5:].isdigit())):
         raise OptionError(f"{name} must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {value!r}", name)
     return value
 

@@ -26,6 +26,8 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _add_train(sub) -> None:
+    from focusfuse.device import PRECISIONS
+
     p = sub.add_parser(
         "train", help="train the focus classifier on a folder of natural images",
         description="Make blurred patch pairs from natural images (Liu et al. 2017) and train "
@@ -57,7 +59,7 @@ def _add_train(sub) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--eval-every", type=int, default=500, help="steps between validations")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    g.add_argument("--precision", default="auto", choices=PRECISIONS)
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     g.add_argument("--keep-snapshots", action="store_true",
                    help="also keep the weights of every validation step in OUT/snapshots (float16)")

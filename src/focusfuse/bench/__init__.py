@@ -41,11 +41,7 @@ _HOME.update({name: "focusfuse.bench.truth" for name in (
 
 __getattr__ = lazy_attributes(__name__, globals(), _HOME)
 
-__all__ = ["SPEC_HELP", "BenchRun", "MethodRun", "MethodSpec", "Pair", "Progress",
-           "deviations", "find_pairs", "make_truth_pair", "make_truth_set", "parse_methods",
-           "read_published", "register", "run_bench", "run_methods", "score_oracle",
-           "score_reference", "summarize", "truth_correlations", "truth_scores",
-           "write_report"]
+__all__ = sorted(["SPEC_HELP", "run_bench", *_HOME])
 
 
 def run_bench(pairs_dir: str | os.PathLike, specs: Sequence[MethodSpec], out: str | os.PathLike, *,

@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from focusfuse.bench.runner import MethodRun, Pair, stats
+from focusfuse.bench.truth import TRUTH_METRICS
 
 __all__ = ["BenchRun", "TOLERANCE", "deviations", "summarize", "truth_correlations",
            "write_report"]
@@ -41,9 +42,6 @@ TOLERANCE = {"abs": 1e-3, "QCV_rel": 1e-3}
 
 OURS, RESCORED, PUBLISHED = "focusfuse", "published image, our metrics", "published value"
 ORACLE = "truth: per-pixel oracle"
-#: the scores against the truth (focusfuse.bench.truth.TRUTH_METRICS, kept here so that
-#: a report without a truth never imports that module)
-TRUTH_METRICS = ("PSNR", "SSIM")
 
 
 @dataclass

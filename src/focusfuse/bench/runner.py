@@ -36,7 +36,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from focusfuse.bench import SPEC_HELP
 from focusfuse.checks import ImageError, check_choice
 from focusfuse.device import PRECISIONS
 from focusfuse.fusion.registry import METHODS

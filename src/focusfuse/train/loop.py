@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 from focusfuse import checks
 from focusfuse.data.synthesis import PatchPairSampler, list_images
 from focusfuse.models import MODELS, create_model, save_weights
-from focusfuse.device import resolve_precision
+from focusfuse.device import PRECISIONS, resolve_precision
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate_pairs", "train"]
 
@@ -73,7 +73,7 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise checks.OptionError(f"{name} must be at least 1; got {value!r}", name)
         checks.check_choice("arch", self.arch, list(MODELS))
-        checks.check_choice("precision", self.precision, ["auto", "bf16", "fp32"])
+        checks.check_choice("precision", self.precision, PRECISIONS)
         checks.check_choice("blur_kernel", self.blur_kernel, ["gaussian", "disk"])
         if not 0.0 < self.val_fraction < 1.0:
             raise checks.OptionError(f"val_fraction must be in (0, 1); got {self.val_fraction}",
