@@ -48,26 +48,31 @@ def _compiled_features(model: FocusNet):
     return fn
 
 
+def _window_features(model: FocusNet, x: torch.Tensor, compile: bool,
+                     window: tuple[int, int, int, int]) -> torch.Tensor:
+    """The branch's features of ``x`` (through ``torch.compile`` if asked) cut to those under
+    the ``window`` (first row, first column, rows, columns) of the scores: the convolutions
+    need the whole crop (its margins are their padding), the layers after them only these."""
+    if compile:
+        try:
+            feats = _compiled_features(model)(x)
+        except Exception as exc:  # no C compiler, unsupported platform...
+            raise CompileError(f"torch.compile failed ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}); "
+                               "run without --compile") from exc
+    else:
+        feats = model.features(x)
+    oy, ox, ny, nx = window
+    return feats[:, :, oy:oy + ny + PATCH // STRIDE - 1, ox:ox + nx + PATCH // STRIDE - 1]
+
+
 def _dense_scores(model: FocusNet, x: torch.Tensor, bf16: bool, device_type: str,
                   spectral: bool, compile: bool, window: tuple[int, int, int, int]) -> torch.Tensor:
-    """Softmax score of the first image for the ``window`` (first row, first column, rows,
-    columns) of the (h/2 − 7, w/2 − 7) scores of a (2, 1, h, w) pair tensor.
-
-    The convolutions need the whole crop (its margins are their padding); the layers after
-    them only the features under the window's scores, so they are cut to it first.
-    """
+    """Softmax score of the first image for the ``window`` of the (h/2 − 7, w/2 − 7) scores
+    of a (2, 1, h, w) pair tensor (:func:`_window_features`)."""
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-        if compile:
-            try:
-                feats = _compiled_features(model)(x)
-            except Exception as exc:  # no C compiler, unsupported platform...
-                raise CompileError(f"torch.compile failed ({type(exc).__name__}: "
-                                   f"{str(exc).splitlines()[0] if str(exc) else ''}); "
-                                   "run without --compile") from exc
-        else:
-            feats = model.features(x)
-        oy, ox, ny, nx = window
-        feats = feats[:, :, oy:oy + ny + PATCH // STRIDE - 1, ox:ox + nx + PATCH // STRIDE - 1]
+        feats = _window_features(model, x, compile, window)
+        ny, nx = window[2:]
         margin = model.dense_margin(feats, spectral=spectral and ny * nx >= SPECTRAL_MIN_SCORES)
     return torch.sigmoid(margin)  # the softmax of the two logits, for the first
 
@@ -77,10 +82,7 @@ def _frame_scores(model: FocusNet, x: torch.Tensor, bf16: bool, device_type: str
     """Per-frame focus scores (:meth:`FocusNet.dense_frame_score`) for the ``window`` of the
     scores of a (1, 1, h, w) image tensor, as :func:`_dense_scores` does for pairs."""
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-        feats = _compiled_features(model)(x) if compile else model.features(x)
-        oy, ox, ny, nx = window
-        feats = feats[:, :, oy:oy + ny + PATCH // STRIDE - 1, ox:ox + nx + PATCH // STRIDE - 1]
-        return model.dense_frame_score(feats)
+        return model.dense_frame_score(_window_features(model, x, compile, window))
 
 
 def _tiles(n_scores: int, tile: int, n_pixels: int):

@@ -28,7 +28,8 @@ from focusfuse.fusion.result import DecisionMaps, FusionResult
 from focusfuse.models import FocusNet
 from focusfuse.score import score_map
 
-__all__ = ["blend", "decide", "fuse_cnn", "fuse_cnn_dtcwt", "fuse_pair_cnn", "model_for"]
+__all__ = ["blend", "decide", "fuse_cnn", "fuse_cnn_dtcwt", "fuse_pair_cnn", "model_for",
+           "pair_maps"]
 
 
 def blend(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -58,15 +59,22 @@ def decide(scores: np.ndarray, gray_a: np.ndarray, gray_b: np.ndarray, *, min_re
     return DecisionMaps(decision=decision, score=scores, focus=focus, binary=binary, refined=refined)
 
 
-def fuse_pair_cnn(a: np.ndarray, b: np.ndarray, model: FocusNet, *, min_region: float = 0.01,
-                  guided_radius: int = 8, guided_eps: float = 0.1, precision: str = "auto",
-                  device: str = "auto", compile: bool = False) -> tuple[np.ndarray, DecisionMaps]:
-    """Fuse two sources; returns the fused image (float32 for float32 sources) and the maps."""
+def pair_maps(a: np.ndarray, b: np.ndarray, model: FocusNet, *, min_region: float = 0.01,
+              guided_radius: int = 8, guided_eps: float = 0.1, precision: str = "auto",
+              device: str = "auto", compile: bool = False) -> DecisionMaps:
+    """The decision maps of two sources: scored in gray by ``model``, then :func:`decide`."""
     ga = to_gray(a)
     gb = to_gray(b)
     scores = score_map(model, ga, gb, precision=precision, device=device, compile=compile)
-    maps = decide(scores, ga, gb, min_region=min_region, guided_radius=guided_radius,
+    return decide(scores, ga, gb, min_region=min_region, guided_radius=guided_radius,
                   guided_eps=guided_eps)
+
+
+def fuse_pair_cnn(a: np.ndarray, b: np.ndarray, model: FocusNet, **options
+                  ) -> tuple[np.ndarray, DecisionMaps]:
+    """Fuse two sources; returns the fused image (float32 for float32 sources) and the maps.
+    ``options``: those of :func:`pair_maps`."""
+    maps = pair_maps(a, b, model, **options)
     return blend(a, b, maps.decision), maps
 
 
@@ -102,20 +110,18 @@ def _load_cached(path: str, stamp: int | None, weights: str) -> FocusNet:
 
 def _in_series(images: list[np.ndarray], options: CNNOptions, method: str, combine) -> FusionResult:
     """Fuse the images pairwise in series; ``combine(fused, next, maps)`` makes each step's
-    image from the step's decision maps."""
+    image (a new array) from the step's decision maps."""
     net = model_for(options)
     fused = images[0]
     steps = []
     for nxt in images[1:]:
-        pixel_fused, maps = fuse_pair_cnn(
-            fused, nxt, net, min_region=options.min_region, guided_radius=options.guided_radius,
-            guided_eps=options.guided_eps, precision=options.precision, device=options.device,
-            compile=options.compile)
-        fused = combine(fused, nxt, pixel_fused, maps)
+        maps = pair_maps(fused, nxt, net, min_region=options.min_region,
+                         guided_radius=options.guided_radius, guided_eps=options.guided_eps,
+                         precision=options.precision, device=options.device,
+                         compile=options.compile)
+        fused = combine(fused, nxt, maps)
         steps.append(maps)
     fused = np.asarray(fused, np.float32)
-    if any(fused is im for im in images):
-        fused = fused.copy()
     return FusionResult(np.clip(fused, 0.0, 1.0, out=fused), method, steps)
 
 
@@ -127,7 +133,8 @@ def fuse_cnn(images: list[np.ndarray], options: CNNOptions) -> FusionResult:
         from focusfuse.fusion.stack import ArrayFrames, fuse_stack
 
         return fuse_stack(ArrayFrames(images), "cnn", options)
-    return _in_series(images, options, "cnn", lambda fused, nxt, pixel_fused, maps: pixel_fused)
+    return _in_series(images, options, "cnn",
+                      lambda fused, nxt, maps: blend(fused, nxt, maps.decision))
 
 
 def fuse_cnn_dtcwt(images: list[np.ndarray], options: CNNDTCWTOptions) -> FusionResult:
@@ -137,7 +144,7 @@ def fuse_cnn_dtcwt(images: list[np.ndarray], options: CNNDTCWTOptions) -> Fusion
 
     check_levels(options.levels, images[0].shape[:2])  # before the network runs
 
-    def combine(fused, nxt, pixel_fused, maps):
+    def combine(fused, nxt, maps):
         return dtcwt_blend(fused.astype(np.float32), nxt, np.clip(maps.decision, 0.0, 1.0),
                            levels=options.levels)
 
