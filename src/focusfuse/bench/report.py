@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from focusfuse.bench.runner import MethodRun, Pair, stats
+from focusfuse.bench.runner import MethodRun, Pair, _drop_alpha, stats
 from focusfuse.bench.truth import TRUTH_METRICS
 
 __all__ = ["BenchRun", "TOLERANCE", "deviations", "summarize", "truth_correlations",
@@ -345,10 +345,6 @@ def _save_png(fig, path: Path, *, palette: bool = False, dpi: int = 100) -> Path
         im = im.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     im.save(path, optimize=True)
     return path
-
-
-def _drop_alpha(image: np.ndarray) -> np.ndarray:
-    return image[..., :3] if image.ndim == 3 else image
 
 
 def _thumb(image: np.ndarray, size: int) -> np.ndarray:

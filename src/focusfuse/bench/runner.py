@@ -436,8 +436,7 @@ def score_reference(pairs: Sequence[Pair], folder: str | os.PathLike, out: str |
                     progress.update(f"{method} (published) {pair.name}", cached=True)
                 continue
             a, b, fused = read_image(pair.a), read_image(pair.b), read_image(path)
-            if fused.ndim == 3 and fused.shape[2] == 4:
-                fused = fused[..., :3]
+            fused = _drop_alpha(fused)
             record = {"pair": pair.name, "method": method, "image": str(path),
                       "scores": _score(a, b, fused), "truth": _truth_score(pair, fused, register),
                       "settings": key}
@@ -482,6 +481,7 @@ def score_oracle(pairs: Sequence[Pair], out: str | os.PathLike, *, refresh: bool
 
 
 def _drop_alpha(image: np.ndarray) -> np.ndarray:
+    """An image without its alpha channel (the metrics and the truth score colour only)."""
     return image[..., :3] if image.ndim == 3 and image.shape[2] == 4 else image
 
 

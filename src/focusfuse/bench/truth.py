@@ -370,9 +370,7 @@ def make_truth_set(sharp_dir: str | os.PathLike, out: str | os.PathLike, *,
                 "name": name, "source": path.name, "seed": s, "size": list(sharp.shape[:2]),
                 "oracle_from_a": float(np.mean(pair.oracle_index == 0)),
                 "gains": np.asarray(pair.stack.gains).tolist(),
-                "transforms": [{"scale": t.scale, "angle": t.angle, "shift": list(t.shift),
-                                "matrix": np.asarray(t.matrix).tolist()}
-                               for t in pair.stack.transforms],
+                "transforms": [t.as_dict() for t in pair.stack.transforms],
             })
             if progress:
                 progress(f"{v} {name} ({i + 1}/{len(files)})")

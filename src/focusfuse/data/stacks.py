@@ -69,6 +69,11 @@ class FrameTransform:
     def is_identity(self) -> bool:
         return self.scale == 1.0 and self.angle == 0.0 and self.shift == (0.0, 0.0)
 
+    def as_dict(self) -> dict:
+        """The transform as JSON values (a stack's or truth set's record of it)."""
+        return {"scale": self.scale, "angle": self.angle, "shift": list(self.shift),
+                "matrix": np.asarray(self.matrix).tolist()}
+
 
 @dataclass
 class SyntheticStack:
@@ -352,8 +357,7 @@ def write_stack(stack: SyntheticStack, folder: str | Path, *, bit_depth: int = 8
         "variant": stack.variant, "seed": stack.seed, "frames": len(stack.frames),
         "blur_range": stack.blur_range, "max_blur": stack.max_blur,
         "focus_depths": stack.focus_depths.tolist(), "gains": stack.gains.tolist(),
-        "transforms": [{"scale": t.scale, "angle": t.angle, "shift": list(t.shift),
-                        "matrix": np.asarray(t.matrix).tolist()} for t in stack.transforms],
+        "transforms": [t.as_dict() for t in stack.transforms],
     }
     (folder / "stack.json").write_text(json.dumps(meta, indent=1) + "\n")
     return paths
