@@ -303,7 +303,7 @@ def run_synthetic(args, tools: list[Tool]) -> dict:
     if not args.data.is_dir():
         raise SystemExit(f"--data {args.data}: no such folder; give a folder of sharp images "
                          "(BSDS500 is ../shared/data/bsds500)")
-    scenes = load_sharp_images(args.data, args.scenes, seed=args.seed)
+    scenes = load_sharp_images(args.data, args.scenes, seed=args.seed, suffix=args.suffix)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_stacks-"))
     work.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -507,6 +507,9 @@ def main(argv=None) -> int:
     g.add_argument("--data", type=Path, default=SHARED_DATA / "bsds500",
                    help="folder of sharp images")
     g.add_argument("--scenes", type=int, default=20, help="images drawn from --data")
+    g.add_argument("--suffix", default=None,
+                   help="only the images of --data ending so (.png: BSDS500's 68 held-out "
+                        "test images, which focusfuse train never sees)")
     g.add_argument("--frames", type=int, default=8, help="frames per stack")
     g.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     g.add_argument("--seed", type=int, default=0,

@@ -252,6 +252,26 @@ def test_moving_pairs_are_registered(truth_set, tmp_path):
     assert np.mean(got) > np.mean(plain)
 
 
+def test_aligned_pairs_score_closer_to_the_truth(tmp_path):
+    """--align yes aligns each moving pair as focusfuse stack does: closer to the truth
+    than fusing the sources as they are, and cached apart from the unaligned run."""
+    sharp = tmp_path / "big"
+    sharp.mkdir()
+    from skimage import data
+
+    photo = data.astronaut().astype(np.float32) / 255  # natural detail, which motion tears
+    for k in range(2):
+        write_image(sharp / f"b{k}.png", photo[k * 200:k * 200 + 192, 100:356])
+    moving = make_truth_set(sharp, tmp_path / "set", variants=("handheld",), count=2)["handheld"]
+    plain = run_bench(moving, parse_methods("laplacian"), tmp_path / "b", progress=False)
+    aligned = run_bench(moving, parse_methods("laplacian"), tmp_path / "b", progress=False,
+                        align=True)
+    got = [r["truth"]["PSNR"] for r in aligned.runs[0].records]
+    before = [r["truth"]["PSNR"] for r in plain.runs[0].records]
+    assert np.mean(got) > np.mean(before) + 1.0, (got, before)
+    assert aligned.machine["aligned"] is True and plain.machine["aligned"] is False
+
+
 def test_changed_truth_is_rescored(truth_set, tmp_path):
     folder, out = truth_set["clean"], tmp_path / "out"
     first = FuseWith(folder, "a")
@@ -361,3 +381,64 @@ def test_bsds500_holdout_images(shared, tmp_path):
     assert len(list(folder.glob("*.png"))) == 68
     pair = find_pairs(made["clean"])[0]
     assert read_image(pair.truth).shape == read_image(pair.a).shape
+
+
+# stacks with a truth ------------------------------------------------------------------
+
+def test_cli_make_truth_stacks_then_bench(sharp_dir, tmp_path, capsys):
+    sets = tmp_path / "stacks"
+    assert main(["make-truth", str(sharp_dir), "--out", str(sets), "--variants",
+                 "clean,handheld", "--count", "2", "--frames", "3", "--quiet"]) == 0
+    assert "wrote 2 stack(s) of 3 frames" in capsys.readouterr().out
+    names = sorted(p.name for p in (sets / "clean").iterdir() if p.is_dir())
+    assert len(names) == 2
+    assert sorted(p.name for p in (sets / "clean" / names[0]).iterdir()) == [
+        "frame_00.png", "frame_01.png", "frame_02.png"]
+    meta = json.loads((sets / "handheld" / SETTINGS_FILE).read_text())
+    assert meta["frames"] == 3 and meta["register"] is True and len(meta["stacks"]) == 2
+    # the oracle is nearer the truth than any frame; a method scored like focusfuse stack
+    truth = read_image(sets / "clean" / f"{names[0]}-truth.png")
+    oracle = truth_scores(read_image(sets / "clean" / f"{names[0]}-oracle.png"), truth)["PSNR"]
+    frames = [truth_scores(read_image(p), truth)["PSNR"]
+              for p in sorted((sets / "clean" / names[0]).iterdir())]
+    assert oracle > max(frames)
+    out = tmp_path / "bench"
+    assert main(["bench", "--stacks", str(sets / "clean"), "--methods", "laplacian,dwt",
+                 "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| oracle | 2 |" in printed and "benchmarked 2 method(s) on 2 stack(s)" in printed
+    with open(out / "stacks_per_stack.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["method"] for r in rows] == ["oracle"] * 2 + ["laplacian"] * 2 + ["dwt"] * 2
+    assert all(float(r["PSNR"]) > 10 for r in rows)
+    assert {r["frames"] for r in rows if r["method"] != "oracle"} == {"3"}
+    direct = read_image(out / "fused" / "laplacian" / f"{names[0]}.png")
+    assert direct.shape == truth.shape
+    # without --methods: every method that fuses stacks (cnn-dtcwt does not)
+    assert main(["bench", "--stacks", str(sets / "handheld"), "--out", str(tmp_path / "all"),
+                 "--limit", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    with open(tmp_path / "all" / "stacks_averages.csv", newline="") as fh:
+        assert [r["method"] for r in csv.DictReader(fh)] == [
+            "oracle", "cnn", "dtcwt", "dwt", "laplacian", "learned-pyramid"]
+
+
+def test_cli_bench_stacks_errors(sharp_dir, tmp_path, capsys):
+    sets = tmp_path / "stacks"
+    assert main(["make-truth", str(sharp_dir), "--out", str(sets), "--variants", "clean",
+                 "--count", "1", "--frames", "3", "--quiet"]) == 0
+    capsys.readouterr()
+    for argv, match in (
+            (["--stacks", str(sets / "clean"), "--methods", "cnn-dtcwt"], "not a stack method"),
+            (["--stacks", str(tmp_path / "none"), "--methods", "dwt"], "is not a folder"),
+            (["--stacks", str(sharp_dir), "--methods", "dwt"], "no stack folder"),
+            (["--stacks", str(sets / "clean"), "--limit", "0"], "--limit must be at least 1")):
+        code = main(["bench", *argv, "--out", str(tmp_path / "b"), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and match in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as stop:  # argparse: one of the two, not both
+        main(["bench", "--stacks", str(sets / "clean"), "--pairs", str(sets), "--out", "b"])
+    assert stop.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    code = main(["make-truth", str(sharp_dir), "--out", str(tmp_path / "o"), "--frames", "4",
+                 "--layout", "stack", "--quiet"])
+    assert code == 2 and "--layout is for pairs" in capsys.readouterr().err

@@ -298,7 +298,7 @@ def test_bad_settings_fail_before_any_work(tmp_path, capsys, method, flag, value
     ("dtcwt", "--guided-radius", "3", "cnn, cnn-dtcwt"),
     ("cnn", "--levels", "4", "cnn-dtcwt, dtcwt, dwt, laplacian"),
     ("laplacian", "--wavelet", "db1", "dwt"),
-    ("dwt", "--weights", "fast", "cnn, cnn-dtcwt"),
+    ("dwt", "--weights", "fast", "cnn, cnn-dtcwt, learned-pyramid"),
 ])
 def test_an_option_of_another_method_is_refused(tmp_path, capsys, method, flag, value, owners):
     a, b = _gray(tmp_path / "a.png"), _gray(tmp_path / "b.png", seed=1)

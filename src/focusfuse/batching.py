@@ -465,6 +465,10 @@ def batch(stacks, out_dir: str | os.PathLike, client=None, *, method: str = "cnn
     from focusfuse.fusion.registry import get_method
 
     get_method(method).make_options(options)  # every option checked before any work
+    if depth_maps:
+        from focusfuse.stacking import check_depth_method
+
+        check_depth_method(method, "depth_maps")
     if bit_depth == 16 and suffix.lower() in (".jpg", ".jpeg"):
         raise checks.OptionError("JPEG cannot hold 16 bits; write png or tif, or 8 bits",
                                  "bit_depth")

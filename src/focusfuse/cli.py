@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 __all__ = ["main"]
@@ -29,19 +30,25 @@ def _add_train(sub) -> None:
     from focusfuse.device import PRECISIONS
 
     p = sub.add_parser(
-        "train", help="train the focus classifier on a folder of natural images",
+        "train", help="train the focus classifier (or, --arch bandnet, learned-pyramid's "
+                      "network) on a folder of natural images",
         description="Make blurred patch pairs from natural images (Liu et al. 2017) and train "
-                    "the focus classifier. A run folder can be resumed by running the same "
-                    "command again.",
+                    "the focus classifier; with --arch bandnet, render synthetic pairs and "
+                    "stacks with their all-in-focus truth and train the band-weighting network "
+                    "of the learned-pyramid method against it. A run folder can be resumed by "
+                    "running the same command again.",
         formatter_class=_Help)
     p.add_argument("data", help="folder of natural (sharp) images")
     p.add_argument("--out", required=True, help="run folder: log, checkpoints, model.safetensors")
     g = p.add_argument_group("model and optimiser")
     g.add_argument("--arch", default="paper",
-                   help="architecture: paper, released, fast, fast-wide, tiny")
-    g.add_argument("--steps", type=int, default=20000, help="mini-batches to train")
-    g.add_argument("--batch-size", type=int, default=128)
-    g.add_argument("--lr", type=float, default=1e-4, help="base learning rate (SGD)")
+                   help="architecture: paper, released, fast, fast-wide, tiny (focus classifiers); "
+                        "bandnet (the learned-pyramid method)")
+    g.add_argument("--steps", type=int, default=None,
+                   help="mini-batches to train (default 20000; bandnet 2000)")
+    g.add_argument("--batch-size", type=int, default=None, help="default 128; bandnet 8")
+    g.add_argument("--lr", type=float, default=None,
+                   help="base learning rate (default 1e-4, SGD; bandnet 3e-3, Adam)")
     g.add_argument("--momentum", type=float, default=0.9)
     g.add_argument("--weight-decay", type=float, default=5e-4)
     g.add_argument("--patience", type=int, default=3,
@@ -56,8 +63,14 @@ def _add_train(sub) -> None:
                    help="a second held-out set made with the lightest blur only (0: none)")
     g.add_argument("--blur-levels", type=int, default=5)
     g.add_argument("--blur-kernel", default="gaussian", choices=["gaussian", "disk"])
+    g = p.add_argument_group("bandnet only")
+    g.add_argument("--scenes", type=int, default=160,
+                   help="synthetic training scenes (half pairs, half stacks)")
+    g.add_argument("--frames", type=int, default=8, help="frames of the training stacks")
+    g.add_argument("--crop", type=int, default=128, help="side of the training crops (px)")
     g = p.add_argument_group("run")
-    g.add_argument("--eval-every", type=int, default=500, help="steps between validations")
+    g.add_argument("--eval-every", type=int, default=None,
+                   help="steps between validations (default 500; bandnet 250)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--precision", default="auto", choices=PRECISIONS)
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
@@ -65,13 +78,32 @@ def _add_train(sub) -> None:
                    help="also keep the weights of every validation step in OUT/snapshots (float16)")
 
 
+#: train's flags that only the focus classifiers take, with their defaults
+_CLASSIFIER_ONLY = {"momentum": 0.9, "weight_decay": 5e-4, "patience": 3, "val_pairs": 20000,
+                    "hard_val_pairs": 10000, "blur_levels": 5, "blur_kernel": "gaussian",
+                    "precision": "auto", "keep_snapshots": False}
+_BANDNET_ONLY = {"scenes": 160, "frames": 8, "crop": 128}
+
+
+def _given(args, names: dict) -> list[str]:
+    return ["--" + k.replace("_", "-") for k, v in names.items() if getattr(args, k) != v]
+
+
 def _run_train(args) -> int:
+    from focusfuse.checks import OptionError
+
+    if args.arch == "bandnet":
+        return _run_train_bandnet(args)
+    if _given(args, _BANDNET_ONLY):
+        raise OptionError(f"{', '.join(_given(args, _BANDNET_ONLY))} only apply to --arch "
+                          "bandnet", "arch")
     from focusfuse.train import TrainConfig, train
 
+    picked = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "eval_every")
+              if getattr(args, k) is not None}
     cfg = TrainConfig(
-        data=args.data, out=args.out, arch=args.arch, steps=args.steps,
-        batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, patience=args.patience, eval_every=args.eval_every,
+        data=args.data, out=args.out, arch=args.arch, **picked, momentum=args.momentum,
+        weight_decay=args.weight_decay, patience=args.patience,
         val_pairs=args.val_pairs, hard_val_pairs=args.hard_val_pairs,
         keep_snapshots=args.keep_snapshots, holdout_suffix=args.holdout_suffix,
         val_fraction=args.val_fraction, blur_levels=args.blur_levels,
@@ -80,6 +112,26 @@ def _run_train(args) -> int:
     res = train(cfg)
     print(f"trained {res.steps} steps in {res.seconds / 60:.1f} min; best validation accuracy "
           f"{100 * res.best_accuracy:.2f}% at step {res.best_step}; weights: "
+          f"{res.out / 'model.safetensors'}")
+    return 0
+
+
+def _run_train_bandnet(args) -> int:
+    from focusfuse.checks import OptionError
+    from focusfuse.train.bands import BandTrainConfig, train_bands
+
+    if _given(args, _CLASSIFIER_ONLY):
+        raise OptionError(f"{', '.join(_given(args, _CLASSIFIER_ONLY))} only apply to the focus "
+                          "classifiers, not --arch bandnet", "arch")
+    picked = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "eval_every", "threads")
+              if getattr(args, k) is not None}
+    holdout = {"holdout_suffix": args.holdout_suffix} if args.holdout_suffix else {}
+    cfg = BandTrainConfig(data=args.data, out=args.out, **picked, **holdout,
+                          val_fraction=args.val_fraction, scenes=args.scenes, frames=args.frames,
+                          crop=args.crop, seed=args.seed)
+    res = train_bands(cfg)
+    print(f"trained {res.steps} steps in {res.seconds / 60:.1f} min; best validation PSNR "
+          f"{res.best_psnr:.2f} dB at step {res.best_step}; weights: "
           f"{res.out / 'model.safetensors'}")
     return 0
 
@@ -93,8 +145,13 @@ def _method_flags() -> dict[str, tuple[object, list[str]]]:
     flags: dict[str, tuple[object, list[str]]] = {}
     for method in METHODS.values():
         for info in describe(method.options):
-            if info.cli:
-                flags.setdefault(info.name, (info, []))[1].append(method.name)
+            if not info.cli:
+                continue
+            if info.name in flags and info.help not in flags[info.name][0].help:
+                # a name shared with another meaning: both helps (learned-pyramid's weights)
+                first, names = flags[info.name]
+                flags[info.name] = (replace(first, help=f"{first.help}; {info.help}"), names)
+            flags.setdefault(info.name, (info, []))[1].append(method.name)
     return flags
 
 
@@ -193,7 +250,7 @@ def _run_fuse(args) -> int:
 
 
 #: the methods that fuse a stack with one decision over all frames
-STACK_METHODS = ("cnn", "dtcwt", "dwt", "laplacian")
+STACK_METHODS = ("cnn", "dtcwt", "dwt", "laplacian", "learned-pyramid")
 
 
 def _add_stack(sub) -> None:
@@ -510,6 +567,14 @@ def _run_convert(args) -> int:
     return 0
 
 
+def _default_methods() -> str:
+    """bench's --methods when none is given: every registered method (with --stacks, those
+    that fuse stacks)."""
+    from focusfuse.fusion.registry import METHODS
+
+    return ",".join(METHODS)
+
+
 def _add_bench(sub) -> None:
     from focusfuse.bench import SPEC_HELP
     from focusfuse.device import PRECISIONS
@@ -531,12 +596,17 @@ def _add_bench(sub) -> None:
                "--methods cnn,cnn@authors:fp32,dwt,dtcwt --weights authors=liu2016-cnnmodel.mat "
                "--reference liu2020-survey/lytro",
         formatter_class=_Help)
-    p.add_argument("--pairs", required=True, metavar="DIR",
-                   help="folder of source pairs named NAME-A.ext and NAME-B.ext")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--pairs", metavar="DIR",
+                       help="folder of source pairs named NAME-A.ext and NAME-B.ext")
+    which.add_argument("--stacks", metavar="DIR",
+                       help="folder of stacks with a truth (focusfuse make-truth --frames N): "
+                            "each method runs as focusfuse stack does, scored with PSNR and "
+                            "SSIM against the truth (no eight metrics: they are for pairs)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for the report, figures and the cache of finished pairs")
     g = p.add_argument_group("methods")
-    g.add_argument("--methods", default=",".join(METHODS),
+    g.add_argument("--methods", default=_default_methods(),
                    help=SPEC_HELP.format(methods=", ".join(METHODS)))
     g.add_argument("--weights", action="append", default=[], metavar="NAME=FILE",
                    help="name a weights file for use as METHOD@NAME (repeatable)")
@@ -550,6 +620,10 @@ def _add_bench(sub) -> None:
                         "and optionally metrics.csv (columns pair, method, QMI .. QCV)")
     g.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N pairs")
     g.add_argument("--refresh", action="store_true", help="redo pairs already in the cache")
+    g.add_argument("--align", default="auto", choices=("auto", "yes", "no"),
+                   help="align the sources before fusing, as focusfuse stack does (OpenCV "
+                        "ECC; the time includes it), for every method alike; auto: stacks "
+                        "yes, pairs no (as focusfuse fuse); yes for hand-held pairs")
     g.add_argument("--register", default="auto", choices=("auto", "yes", "no"),
                    help="pairs with NAME-truth files: warp each image into the truth's "
                         "geometry (OpenCV ECC, affine) before PSNR and SSIM; auto: when the "
@@ -576,13 +650,29 @@ def _run_bench(args) -> int:
             raise UserError(f"--weights {item!r}: expected NAME=FILE, e.g. "
                             "--weights authors=liu2016-cnnmodel.mat")
         weights[name] = path
+    register = {"auto": None, "yes": True, "no": False}[args.register]
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1; got {args.limit}")
+    if args.stacks is not None:
+        from focusfuse.bench.stacks import STACKABLE, run_stack_bench
+
+        methods = args.methods
+        if methods == _default_methods():  # not given: every method that fuses stacks
+            methods = ",".join(STACKABLE)
+        specs = parse_methods(methods, weights=weights, precision=args.precision)
+
+        done = run_stack_bench(args.stacks, specs, args.out, align=args.align != "no",
+                               register=register, limit=args.limit, progress=not args.quiet)
+        print(done["paths"]["markdown"].read_text(), end="")
+        print(f"benchmarked {len(specs)} method(s) on {done['stacks']} stack(s); wrote {done['paths']['markdown']} and "
+              f"{done['paths']['per_stack'].name} in {args.out}")
+        return 0
     specs = parse_methods(args.methods, weights=weights, precision=args.precision)
     show = args.show.strip()
     show = int(show) if show.isdigit() else [s.strip() for s in show.split(",") if s.strip()]
-    register = {"auto": None, "yes": True, "no": False}[args.register]
     bench = run_bench(args.pairs, specs, args.out, reference=args.reference, device=args.device,
                       refresh=args.refresh, progress=not args.quiet, limit=args.limit,
-                      register=register)
+                      register=register, align=args.align == "yes")
     paths = write_report(bench, args.out, show=show, features_pair=args.features_pair,
                          title=args.title, figures=not args.no_figures)
     print(f"benchmarked {len(specs)} method(s) on {len(bench.pairs)} pair(s); wrote "
@@ -611,7 +701,11 @@ def _add_make_truth(sub) -> None:
     g.add_argument("--variants", default="clean,noisy,handheld",
                    help="comma-separated, of clean, noisy, handheld, handheld-noisy")
     g.add_argument("--count", type=int, default=40, metavar="N",
-                   help="pairs per variant: N of the images, a seeded choice")
+                   help="pairs (or stacks) per variant: N of the images, a seeded choice")
+    g.add_argument("--frames", type=int, default=2, metavar="N",
+                   help="2: pairs; more: N-frame stacks (OUT/VARIANT/NAME/frame_XX.png, with "
+                        "NAME-truth.png and NAME-oracle.png beside), depths spread over the "
+                        "focus range, for focusfuse bench --stacks")
     g.add_argument("--seed", type=int, default=0, help="seed of the choice and of every scene (default: 0)")
     g.add_argument("--suffix", default=".png",
                    help="use the images with this suffix only (BSDS500: .png are the 68 held "
@@ -624,14 +718,23 @@ def _add_make_truth(sub) -> None:
 
 
 def _run_make_truth(args) -> int:
-    from focusfuse.bench.truth import make_truth_set
+    from focusfuse.bench.truth import make_truth_set, make_truth_stacks
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     say = None if args.quiet else (lambda line: print(f"make-truth {line}", file=sys.stderr))
-    folders = make_truth_set(args.sharp, args.out, variants=variants, count=args.count,
-                             seed=args.seed, suffix=args.suffix, layout=args.layout,
-                             overwrite=args.overwrite, progress=say)
-    print(f"wrote {args.count} pair(s) with truth and oracle in each of "
+    if args.frames != 2:
+        if args.layout != "two-plane":
+            raise UserError("--layout is for pairs; stacks keep make_stack's depths")
+        folders = make_truth_stacks(args.sharp, args.out, variants=variants, count=args.count,
+                                    frames=args.frames, seed=args.seed, suffix=args.suffix,
+                                    overwrite=args.overwrite, progress=say)
+        what = f"stack(s) of {args.frames} frames"
+    else:
+        folders = make_truth_set(args.sharp, args.out, variants=variants, count=args.count,
+                                 seed=args.seed, suffix=args.suffix, layout=args.layout,
+                                 overwrite=args.overwrite, progress=say)
+        what = "pair(s)"
+    print(f"wrote {args.count} {what} with truth and oracle in each of "
           f"{', '.join(str(f) for f in folders.values())}")
     return 0
 
@@ -689,7 +792,8 @@ def _message(exc: Exception) -> str:
 _SETTING_FLAGS = frozenset({
     "arch", "steps", "batch_size", "lr", "momentum", "weight_decay", "patience",
     "holdout_suffix", "val_fraction", "val_pairs", "hard_val_pairs", "blur_levels",
-    "blur_kernel", "eval_every", "seed", "threads", "out", "max_pixels", "depth_map",
+    "blur_kernel", "eval_every", "seed", "threads", "out", "max_pixels", "depth_map", "depth_maps",
+    "crop", "scenes", "frames",
     "workers"})
 
 

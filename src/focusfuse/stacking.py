@@ -399,11 +399,16 @@ def _preload(method: str, options):
 
     from focusfuse.fusion.registry import get_method
 
-    if not get_method(method).uses_network:
+    if not get_method(method).uses_network and method != "learned-pyramid":
         return None
 
     def load():
         try:
+            if method == "learned-pyramid":
+                from focusfuse.fusion.learned import load_model
+
+                load_model(options.weights)
+                return
             from focusfuse.fusion.cnn import model_for
 
             model_for(options)
@@ -441,6 +446,19 @@ def _common_box(masks, shape: tuple[int, int]) -> tuple[int, int, int, int]:
     return y0, y1, x0, x1
 
 
+#: the stack methods that make a depth map (one frame per pixel)
+DEPTH_METHODS = ("cnn",)
+
+
+def check_depth_method(method: str, flag: str = "depth_map") -> None:
+    """An OptionError (``flag``) when ``method`` makes no depth map."""
+    from focusfuse import checks
+
+    if method not in DEPTH_METHODS:
+        raise checks.OptionError(f"{flag} needs method cnn: {method} fuses band by band, with no "
+                                 "one frame per pixel to map", flag)
+
+
 def stack_to_file(frames, output, *, method: str = "cnn", options=None, align: bool = True,
                   reference: int | None = None, crop: bool = False, strict: bool = False,
                   read_options: dict | None = None, bit_depth: int | None = None,
@@ -460,6 +478,8 @@ def stack_to_file(frames, output, *, method: str = "cnn", options=None, align: b
     from focusfuse.io import output_bit_depth, write_image
     from focusfuse.metadata import copy_metadata
 
+    if depth_map is not None:
+        check_depth_method(method)
     paths = stack_frames([frames] if isinstance(frames, (str, os.PathLike)) else frames)
     output = checks.check_output_path(output, bit_depth=bit_depth, inputs=paths,
                                       overwrite=overwrite)

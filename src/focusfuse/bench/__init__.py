@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
 #: the syntax of a method spec (:func:`~focusfuse.bench.runner.parse_methods`)
 SPEC_HELP = ("METHOD[@WEIGHTS][:PRECISION], comma-separated. METHOD: {methods}. WEIGHTS (CNN "
-             "methods only): a NAME given with --weights NAME=FILE, a shipped model (paper, "
+             "methods): a NAME given with --weights NAME=FILE, a shipped model (paper, "
              "fast) or a file (.safetensors or the authors' .mat); none: the shipped paper "
-             "model. PRECISION (CNN methods only): auto, bf16 or fp32; none: --precision. "
+             "model; learned-pyramid takes a NAME or a BandNet file. PRECISION (CNN methods "
+             "only): auto, bf16 or fp32; none: --precision. "
              "E.g. cnn,cnn@authors:fp32,cnn@fast,dwt")
 
 #: the names below live in runner.py and report.py, imported on first use (the command
@@ -36,7 +37,8 @@ _HOME = {name: "focusfuse.bench.runner" for name in (
 _HOME.update({name: "focusfuse.bench.report" for name in (
     "BenchRun", "deviations", "summarize", "truth_correlations", "write_report")})
 _HOME.update({name: "focusfuse.bench.truth" for name in (
-    "make_truth_pair", "make_truth_set", "register", "truth_scores")})
+    "make_truth_pair", "make_truth_set", "make_truth_stacks", "register", "truth_scores")})
+_HOME.update({name: "focusfuse.bench.stacks" for name in ("find_stacks", "run_stack_bench")})
 
 
 __getattr__ = lazy_attributes(__name__, globals(), _HOME)
@@ -47,7 +49,7 @@ __all__ = sorted(["SPEC_HELP", "run_bench", *_HOME])
 def run_bench(pairs_dir: str | os.PathLike, specs: Sequence[MethodSpec], out: str | os.PathLike, *,
               reference: str | os.PathLike | None = None, device: str = "auto",
               refresh: bool = False, progress: bool = True, limit: int | None = None,
-              fuse_fn=None, register: bool | None = None) -> BenchRun:
+              fuse_fn=None, register: bool | None = None, align: bool = False) -> BenchRun:
     """Run ``specs`` on every pair of ``pairs_dir`` (the first ``limit`` pairs if given),
     score the published images of ``reference`` if given, and record the machine.
 
@@ -56,6 +58,8 @@ def run_bench(pairs_dir: str | os.PathLike, specs: Sequence[MethodSpec], out: st
     scored against it too, and their oracle images are a row of their own. ``register``:
     warp each image into its truth's geometry before PSNR and SSIM (OpenCV ECC, affine);
     None: when the folder's ``truth.json`` says its sources move (the hand-held variants).
+    ``align``: align each pair's sources first, as ``focusfuse stack`` does
+    (:func:`focusfuse.stacking.stack`; the time includes it), for every method alike.
     """
     from focusfuse.bench.machine import machine_info
     from focusfuse.bench.report import BenchRun
@@ -88,7 +92,7 @@ def run_bench(pairs_dir: str | os.PathLike, specs: Sequence[MethodSpec], out: st
     n_oracle = sum(p.oracle is not None and p.truth is not None for p in pairs)
     bar = Progress(len(pairs) * len(specs) + n_ref + n_oracle, enabled=progress)
     runs = run_methods(pairs, specs, out, device=device, refresh=refresh, progress=bar,
-                       fuse_fn=fuse_fn, register=register)
+                       fuse_fn=fuse_fn, register=register, align=align)
     oracle = score_oracle(pairs, out, refresh=refresh, progress=bar, register=register)
     ref, published = {}, {}
     if reference is not None:
@@ -99,6 +103,7 @@ def run_bench(pairs_dir: str | os.PathLike, specs: Sequence[MethodSpec], out: st
         machine["load_average_1_5_15_min"] = [round(v, 2) for v in os.getloadavg()]
     machine["precision"] = {r.spec.label: r.precision for r in runs}
     machine["device"] = {r.spec.label: r.device for r in runs}
+    machine["aligned"] = bool(align)
     return BenchRun(pairs=pairs, runs=runs, reference=ref, published=published,
                     machine=machine, pairs_dir=str(pairs_dir),
                     reference_dir=str(reference) if reference is not None else None,

@@ -47,6 +47,8 @@ __all__ = ["MethodSpec", "Pair", "Progress", "find_pairs", "parse_methods", "run
 
 #: the registered methods that run the focus classifier (take @WEIGHTS and :PRECISION)
 CNN_METHODS = tuple(name for name, m in METHODS.items() if m.uses_network)
+#: the methods that take a weights file (``METHOD@FILE``) but no precision
+WEIGHTED_METHODS = ("learned-pyramid",)
 IMAGE_SUFFIXES = SUPPORTED_SUFFIXES  # what focusfuse.io reads
 _SOURCE = re.compile(r"^(?P<name>.+)[-_](?P<letter>[A-Za-z])$")
 #: the all-in-focus truth and the per-pixel oracle of a pair (focusfuse.bench.truth)
@@ -177,14 +179,17 @@ def parse_methods(text: str, *, weights: dict[str, str | os.PathLike] | None = N
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r} in {item!r}; choose from "
                              f"{', '.join(METHODS)} (syntax: METHOD[@WEIGHTS][:PRECISION])")
-        if method not in CNN_METHODS and (wname or prec):
-            raise ValueError(f"{item!r}: {method} uses no network, so it takes no @WEIGHTS or "
-                             f":PRECISION; write just {method!r}")
+        if method not in CNN_METHODS and prec:
+            raise ValueError(f"{item!r}: {method} runs in float32 or uses no network, so it "
+                             f"takes no :PRECISION; leave it out")
+        if method not in CNN_METHODS + WEIGHTED_METHODS and wname:
+            raise ValueError(f"{item!r}: {method} uses no network, so it takes no @WEIGHTS; "
+                             f"write just {method!r}")
         path = None
         if wname:
             if wname in named:
                 path = named[wname]
-            elif wname in SHIPPED:
+            elif wname in SHIPPED and method in CNN_METHODS:
                 path = default_weights_path(wname)
             elif Path(wname).is_file():
                 path = Path(wname)
@@ -301,6 +306,8 @@ class MethodRun:
 
 
 def _resolved(spec: MethodSpec, device: str) -> tuple[str, str]:
+    if spec.method in WEIGHTED_METHODS:  # learned-pyramid: its network in float32 on the CPU
+        return "fp32", "cpu"
     if not spec.uses_network:
         return "numpy", "cpu"
     from focusfuse.device import resolve_device, resolve_precision
@@ -309,9 +316,17 @@ def _resolved(spec: MethodSpec, device: str) -> tuple[str, str]:
     return resolve_precision(spec.precision, dev), dev
 
 
+def _fuse_aligned(images, *, method: str, **options):
+    """Fuse ``images`` after aligning them, as ``focusfuse stack`` does."""
+    from focusfuse.stacking import stack
+
+    return stack(list(images), method=method, align=True, **options)[0]
+
+
 def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | os.PathLike, *,
                 device: str = "auto", refresh: bool = False, progress: Progress | None = None,
-                fuse_fn: Callable | None = None, register: bool = False) -> list[MethodRun]:
+                fuse_fn: Callable | None = None, register: bool = False,
+                align: bool = False) -> list[MethodRun]:
     """Fuse every pair with every method, time and score it, caching each pair under ``out``.
 
     ``refresh``: redo pairs already in the cache. ``fuse_fn``: the fusion function
@@ -322,7 +337,7 @@ def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | o
     from focusfuse.io import read_image, write_image
     from focusfuse.models import default_weights_path, load_weights
 
-    fuse_fn = fuse_fn or _fuse
+    fuse_fn = fuse_fn or (_fuse_aligned if align else _fuse)
     out = Path(out)
     runs = []
     for spec in specs:
@@ -330,9 +345,16 @@ def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | o
         run = MethodRun(spec, precision=precision, device=dev)
         folder = out / "fused" / spec.slug
         folder.mkdir(parents=True, exist_ok=True)
-        settings = {"method": spec.method, "precision": precision, "device": dev}
+        settings = {"method": spec.method, "precision": precision, "device": dev,
+                    **({"align": True} if align else {})}
         if spec.uses_network:
             wpath = spec.weights or default_weights_path()
+            settings["weights"] = wpath.name
+            settings["weights_sha1"] = _sha1(wpath)
+        elif spec.method in WEIGHTED_METHODS:
+            from focusfuse.fusion.learned import weights_path
+
+            wpath = weights_path(spec.weights)
             settings["weights"] = wpath.name
             settings["weights_sha1"] = _sha1(wpath)
         model = None
@@ -355,6 +377,8 @@ def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | o
                 if model is None:
                     model = load_weights(spec.weights)
                 options.update(model=model, precision=spec.precision, device=device)
+            elif spec.weights is not None:
+                options["weights"] = str(spec.weights)
             try:
                 if not warmed:
                     t0 = time.perf_counter()

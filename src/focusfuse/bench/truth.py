@@ -44,7 +44,8 @@ import cv2
 import numpy as np
 
 __all__ = ["CENTRE", "DEFAULT_VARIANTS", "LAYOUTS", "SETTINGS_FILE", "TRUTH_METRICS",
-           "TruthPair", "folder_registers", "make_truth_pair", "make_truth_set", "oracle_image",
+           "TruthPair", "folder_registers", "make_truth_pair", "make_truth_set",
+           "make_truth_stacks", "oracle_image",
            "read_truth_settings", "register", "scene_seed", "truth_scores", "two_plane_depth"]
 
 #: the scores against the truth, in the order of the tables
@@ -319,41 +320,12 @@ def make_truth_set(sharp_dir: str | os.PathLike, out: str | os.PathLike, *,
     ``overwrite``. ``progress``: a callable given a line per pair. Returns
     ``{variant: folder}``.
     """
-    from focusfuse import __version__
-    from focusfuse.data.stacks import MOVING, VARIANTS
-    from focusfuse.data.synthesis import list_images
     from focusfuse.io import read_image, write_image
 
-    variants = list(variants)
-    bad = [v for v in variants if v not in VARIANTS]
-    if not variants or bad:
-        raise ValueError(f"variants must be some of {', '.join(VARIANTS)}; got "
-                         f"{', '.join(map(repr, variants)) or 'none'}")
-    if len(set(variants)) != len(variants):
-        raise ValueError(f"variants lists one twice ({', '.join(variants)}); list each once")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
     settings = _stack_defaults(stack_options)
-    files = list_images(sharp_dir, suffixes=(suffix,))
-    if count is not None:
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-            raise ValueError(f"count must be an integer >= 1; got {count!r}")
-        if count > len(files):
-            raise ValueError(f"count {count} is more than the {len(files)} {suffix} images in "
-                             f"{sharp_dir}; give --count {len(files)} or fewer")
-        pick = np.random.default_rng(seed).choice(len(files), count, replace=False)
-        files = [files[i] for i in sorted(pick)]
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output {out} is a file; give a folder for --out")
-    folders = {v: out / v for v in variants}
-    for v, folder in folders.items():
-        if folder.is_dir() and any(folder.iterdir()):
-            if not overwrite:
-                raise ValueError(f"{folder} exists and is not empty; give another --out, or "
-                                 "--overwrite to replace it")
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+    files, folders = _prepare_set(sharp_dir, out, variants, count, seed, suffix, overwrite)
     records = {v: [] for v in variants}
     for i, path in enumerate(files):
         sharp = read_image(path)
@@ -374,19 +346,63 @@ def make_truth_set(sharp_dir: str | os.PathLike, out: str | os.PathLike, *,
             })
             if progress:
                 progress(f"{v} {name} ({i + 1}/{len(files)})")
-    for v, folder in folders.items():
-        meta = {
-            "generator": "focusfuse.bench.truth.make_truth_set", "focusfuse": __version__,
-            "variant": v, "register": v in MOVING, "sharp_dir": str(sharp_dir),
-            "suffix": suffix, "count": len(files), "seed": seed, "frames": 2, "layout": layout,
-            "stack_options": settings, "bit_depth": 8,
-            "oracle": "each pixel from the source with the smaller blur radius there"
-                      + (", sources warped back into the truth's geometry (Lanczos)"
-                         if v in MOVING else ""),
-            "pairs": records[v],
-        }
-        (folder / SETTINGS_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    _write_settings(folders, records, "pairs", {
+        "generator": "focusfuse.bench.truth.make_truth_set", "sharp_dir": str(sharp_dir),
+        "suffix": suffix, "count": len(files), "seed": seed, "frames": 2, "layout": layout,
+        "stack_options": settings, "bit_depth": 8,
+        "oracle": "each pixel from the source with the smaller blur radius there"})
     return folders
+
+
+def _write_settings(folders: dict, records: dict, kind: str, common: dict) -> None:
+    """``truth.json`` in each variant's folder: ``common``, the variant, whether it moves
+    (and so is registered), and its ``records`` under ``kind``."""
+    from focusfuse import __version__
+    from focusfuse.data.stacks import MOVING
+
+    for v, folder in folders.items():
+        meta = {"generator": common["generator"], "focusfuse": __version__, "variant": v,
+                "register": v in MOVING, **common}
+        if v in MOVING:
+            moved = "sources" if kind == "pairs" else "frames"
+            meta["oracle"] += f", {moved} warped back into the truth's geometry (Lanczos)"
+        meta[kind] = records[v]
+        (folder / SETTINGS_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def _prepare_set(sharp_dir, out, variants, count, seed, suffix, overwrite):
+    """The checks and the folders of a truth set: (the chosen image files, {variant: folder})."""
+    from focusfuse.data.stacks import VARIANTS
+    from focusfuse.data.synthesis import list_images
+
+    variants = list(variants)
+    bad = [v for v in variants if v not in VARIANTS]
+    if not variants or bad:
+        raise ValueError(f"variants must be some of {', '.join(VARIANTS)}; got "
+                         f"{', '.join(map(repr, variants)) or 'none'}")
+    if len(set(variants)) != len(variants):
+        raise ValueError(f"variants lists one twice ({', '.join(variants)}); list each once")
+    files = list_images(sharp_dir, suffixes=(suffix,))
+    if count is not None:
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise ValueError(f"count must be an integer >= 1; got {count!r}")
+        if count > len(files):
+            raise ValueError(f"count {count} is more than the {len(files)} {suffix} images in "
+                             f"{sharp_dir}; give --count {len(files)} or fewer")
+        pick = np.random.default_rng(seed).choice(len(files), count, replace=False)
+        files = [files[i] for i in sorted(pick)]
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} is a file; give a folder for --out")
+    folders = {v: out / v for v in variants}
+    for v, folder in folders.items():
+        if folder.is_dir() and any(folder.iterdir()):
+            if not overwrite:
+                raise ValueError(f"{folder} exists and is not empty; give another --out, or "
+                                 "--overwrite to replace it")
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+    return files, folders
 
 
 def read_truth_settings(folder: str | os.PathLike) -> dict | None:
@@ -406,3 +422,55 @@ def folder_registers(folder: str | os.PathLike) -> bool:
     what its ``truth.json`` says (hand-held variants), False without one."""
     meta = read_truth_settings(folder)
     return bool(meta and meta.get("register", False))
+
+
+def make_truth_stacks(sharp_dir: str | os.PathLike, out: str | os.PathLike, *,
+                      variants: Sequence[str] = DEFAULT_VARIANTS, count: int = 20,
+                      frames: int = 8, seed: int = 0, suffix: str = ".png",
+                      overwrite: bool = False, progress=None, **stack_options) -> dict[str, Path]:
+    """Write a set of focus stacks with their truth: ``out/VARIANT/NAME/frame_XX.png``
+    (8 bit), ``out/VARIANT/NAME-truth.png``, ``NAME-oracle.png`` (each pixel from the frame
+    whose blur radius there is smallest, from the frames as written) and ``truth.json``.
+
+    :func:`focusfuse.data.stacks.make_stack` with ``frames`` frames and its own depths
+    (spread over the focus range); the images, their choice and the scene seeds as
+    :func:`make_truth_set` makes them (scene ``i``: :func:`scene_seed` ``(seed, i)``, its
+    variants sharing its depth and motion). ``focusfuse make-truth --frames N`` is its
+    command line, ``focusfuse bench --stacks`` scores a variant's folder.
+    """
+    from focusfuse.data.stacks import make_stack
+    from focusfuse.io import read_image, write_image
+
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 2:
+        raise ValueError(f"frames must be an integer >= 2; got {frames!r}")
+    settings = _stack_defaults(stack_options)
+    files, folders = _prepare_set(sharp_dir, out, variants, count, seed, suffix, overwrite)
+    width = max(2, len(str(frames - 1)))
+    records = {v: [] for v in variants}
+    for i, path in enumerate(files):
+        sharp = read_image(path)
+        sharp = sharp[..., :3] if sharp.ndim == 3 and sharp.shape[2] == 4 else sharp
+        s = scene_seed(seed, i)
+        for v in variants:
+            stack = make_stack(sharp, frames=frames, seed=s, variant=v, **settings)
+            written = [_as_written(f) for f in stack.frames]
+            name = path.stem
+            (folders[v] / name).mkdir(exist_ok=True)
+            for k, frame in enumerate(written):
+                write_image(folders[v] / name / f"frame_{k:0{width}d}.png", frame)
+            oracle, _ = oracle_image(stack, written)
+            write_image(folders[v] / f"{name}-truth.png", _as_written(stack.truth))
+            write_image(folders[v] / f"{name}-oracle.png", _as_written(oracle))
+            records[v].append({
+                "name": name, "source": path.name, "seed": s, "size": list(sharp.shape[:2]),
+                "gains": np.asarray(stack.gains).tolist(),
+                "transforms": [t.as_dict() for t in stack.transforms],
+            })
+            if progress:
+                progress(f"{v} {name} ({i + 1}/{len(files)})")
+    _write_settings(folders, records, "stacks", {
+        "generator": "focusfuse.bench.truth.make_truth_stacks", "sharp_dir": str(sharp_dir),
+        "suffix": suffix, "count": len(files), "seed": seed, "frames": frames,
+        "layout": "stack", "stack_options": settings, "bit_depth": 8,
+        "oracle": "each pixel from the frame with the smallest blur radius there"})
+    return folders

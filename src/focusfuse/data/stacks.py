@@ -307,16 +307,17 @@ def make_stack(sharp: np.ndarray, *, frames: int = 8, seed: int = 0, variant: st
 
 
 def load_sharp_images(folder: str | Path, limit: int | None = None, *,
-                      seed: int | None = None) -> dict[str, np.ndarray]:
+                      seed: int | None = None, suffix: str | None = None) -> dict[str, np.ndarray]:
     """Read the images of ``folder`` (e.g. ../shared/data/bsds500) as float32 in [0, 1].
 
-    Returns ``{file stem: image}`` in name order: all files, the first ``limit``, or with
-    ``seed`` a seeded choice of ``limit`` files.
+    Returns ``{file stem: image}`` in name order: all files (or those ending in ``suffix``,
+    e.g. ".png", BSDS500's 68 held-out test images), the first ``limit``, or with ``seed``
+    a seeded choice of ``limit`` files.
     """
     from focusfuse.data.synthesis import list_images
     from focusfuse.io import read_image
 
-    files = list_images(folder)
+    files = list_images(folder, suffixes=(suffix,) if suffix else None)
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1 or None; got {limit}")

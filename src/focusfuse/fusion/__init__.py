@@ -30,14 +30,17 @@ def fuse(images: Sequence[np.ndarray], *, method: str = "cnn", **options) -> Fus
       al. 1995 (``levels``, ``consistency``; ``wavelet`` for the DWT, ``biort`` / ``qshift``
       for the DTCWT);
     - ``"cnn-dtcwt"``: the CNN's decision map weighs the DTCWT sub-bands (the CNN's options
-      and ``levels``).
+      and ``levels``);
+    - ``"learned-pyramid"``: focusfuse's own, the Laplacian pyramid's coefficients weighed
+      by a small network trained against the all-in-focus truth of synthetic scenes
+      (:mod:`focusfuse.fusion.learned`; ``weights``).
 
     An option the method does not take is a ``TypeError`` naming the methods that take it;
     a bad value a ``ValueError``, raised before any work is done.
 
     Returns a :class:`FusionResult`: the fused image (float32, clipped to [0, 1]) and the
     maps of each step; three or more images are fused with one decision over all of them
-    (:mod:`focusfuse.fusion.stack`: no steps, a ``depth_map``), except by ``cnn-dtcwt``,
+    (:mod:`focusfuse.fusion.stack`: no steps, a ``depth_map`` with ``cnn``), except by ``cnn-dtcwt``,
     which fuses them in series, one step per added image.
     """
     spec = get_method(method)

@@ -174,3 +174,24 @@ class CNNDTCWTOptions(CNNOptions):
     def __post_init__(self):
         super().__post_init__()
         checks.check_int("levels", self.levels, minimum=1, hint="use e.g. levels=4")
+
+
+#: the weights of learned-pyramid shipped with focusfuse (in focusfuse/weights)
+BANDNET_WEIGHTS = "bandnet.safetensors"
+
+
+@dataclass(frozen=True)
+class LearnedPyramidOptions:
+    """The learned-pyramid method (:mod:`focusfuse.fusion.learned`): its network."""
+
+    weights: str | Path | None = option(
+        None, "learned-pyramid: a BandNet .safetensors file from focusfuse train --arch bandnet "
+              "(default: the shipped one)", type=str)
+
+    def __post_init__(self):
+        if self.weights is not None and not isinstance(self.weights, (str, Path)):
+            raise TypeError(f"weights must be a file path; got {type(self.weights).__name__}")
+        if self.weights is not None and not Path(self.weights).is_file():
+            raise checks.OptionError(f"weights file {self.weights} does not exist; give a BandNet "
+                                     ".safetensors file from focusfuse train --arch bandnet",
+                                     "weights")

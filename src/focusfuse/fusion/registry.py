@@ -18,6 +18,7 @@ from focusfuse.fusion.options import (
     CNNOptions,
     DTCWTOptions,
     DWTOptions,
+    LearnedPyramidOptions,
     MultiscaleOptions,
     NoOptions,
 )
@@ -105,3 +106,6 @@ register("dwt", "focusfuse.fusion.multiscale:dwt_method",
          "2-D discrete wavelet transform, Li et al. 1995 rule (CDF 9/7 wavelet)", DWTOptions)
 register("laplacian", "focusfuse.fusion.multiscale:laplacian_method",
          "Laplacian pyramid, Li et al. 1995 rule (Burt and Adelson 1983)", MultiscaleOptions)
+register("learned-pyramid", "focusfuse.fusion.learned:learned_method",
+         "Laplacian pyramid weighed per coefficient by a small network trained against the "
+         "all-in-focus truth (focusfuse's own)", LearnedPyramidOptions)

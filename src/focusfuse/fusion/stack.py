@@ -105,9 +105,13 @@ def fuse_stack(frames: Frames, method: str, options, *, progress=None) -> Fusion
         fused, labels = _cnn_stack(frames, order, options, report)
     elif method in ("dwt", "dtcwt", "laplacian"):
         fused, labels = _multiscale_stack(frames, order, method, options, report)
+    elif method == "learned-pyramid":
+        from focusfuse.fusion.learned import fuse_frames
+
+        fused, labels = fuse_frames(frames, order, options, report), None
     else:
-        raise ValueError(f"method {method!r} does not fuse stacks; use cnn, dtcwt, dwt or "
-                         "laplacian")
+        raise ValueError(f"method {method!r} does not fuse stacks; use cnn, dtcwt, dwt, "
+                         "laplacian or learned-pyramid")
     depth = None
     if labels is not None:
         depth = np.asarray(order, np.int16)[labels]
