@@ -35,7 +35,8 @@ from bench_stacks import PEERS, choose_tools, read_output, run_process, score  #
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("pairs", type=Path, help="a focusfuse make-truth variant folder")
-    p.add_argument("--ours", action="append", metavar="NAME=TEMPLATE")
+    p.add_argument("--ours", action="append", metavar="NAME=TEMPLATE",
+                   help="a focusfuse tool (repeatable); without it, the peers alone")
     p.add_argument("--peers", nargs="*", default=list(PEERS))
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--timeout", type=float, default=600.0)
@@ -45,7 +46,10 @@ def main(argv=None) -> int:
     from focusfuse.io import read_image
 
     tools = choose_tools(args.ours, args.peers, no_ours=not args.ours)
-    pairs = find_pairs(args.pairs)[:args.limit]
+    pairs = [q for q in find_pairs(args.pairs) if q.truth is not None][:args.limit]
+    if not pairs:
+        raise SystemExit(f"{args.pairs}: no pair with a NAME-truth file; make a set with "
+                         "focusfuse make-truth")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_pairs-") as tmp:
         for pair in pairs:
@@ -75,13 +79,16 @@ def main(argv=None) -> int:
     print(f"\n| tool | pairs | PSNR (dB) | SSIM | s / pair (median) |\n|---|---:|---:|---:|---:|")
     for name in names:
         mine = [r for r in rows if r["tool"] == name and not r.get("failed")]
+        failed = sum(1 for r in rows if r["tool"] == name and r.get("failed"))
         if not mine:
+            if failed:
+                print(f"| {name} | 0 ({failed} failed) | – | – | – |")
             continue
         secs = [r["seconds"] for r in mine if r["seconds"] is not None]
         summary[name] = {"pairs": len(mine), "psnr": float(np.mean([r["psnr"] for r in mine])),
                          "ssim": float(np.mean([r["ssim"] for r in mine])),
                          "seconds": statistics.median(secs) if secs else None,
-                         "failed": sum(1 for r in rows if r["tool"] == name and r.get("failed"))}
+                         "failed": failed}
         m = summary[name]
         print(f"| {name} | {m['pairs']} | {m['psnr']:.2f} | {m['ssim']:.4f} | "
               + ("–" if m["seconds"] is None else f"{m['seconds']:.2f}") + " |")

@@ -270,6 +270,9 @@ def test_aligned_pairs_score_closer_to_the_truth(tmp_path):
     before = [r["truth"]["PSNR"] for r in plain.runs[0].records]
     assert np.mean(got) > np.mean(before) + 1.0, (got, before)
     assert aligned.machine["aligned"] is True and plain.machine["aligned"] is False
+    with pytest.raises(ValueError, match="aligned pairs go to focusfuse stack"):
+        run_bench(moving, parse_methods("laplacian,cnn-dtcwt"), tmp_path / "c", progress=False,
+                  align=True)
 
 
 def test_changed_truth_is_rescored(truth_set, tmp_path):

@@ -250,7 +250,7 @@ def _run_fuse(args) -> int:
 
 
 #: the methods that fuse a stack with one decision over all frames
-STACK_METHODS = ("cnn", "dtcwt", "dwt", "laplacian", "learned-pyramid")
+from focusfuse.fusion.registry import STACK_METHODS  # noqa: E402  (the stack command's choices)
 
 
 def _add_stack(sub) -> None:
@@ -575,6 +575,15 @@ def _default_methods() -> str:
     return ",".join(METHODS)
 
 
+def _methods(args) -> str:
+    """bench's methods: those given, or, when they are not and the sources are aligned
+    (--stacks, --align yes), every method that aligned frames can go to."""
+    aligned = args.stacks is not None or args.align == "yes"
+    if args.methods == _default_methods() and aligned:
+        return ",".join(STACK_METHODS)
+    return args.methods
+
+
 def _add_bench(sub) -> None:
     from focusfuse.bench import SPEC_HELP
     from focusfuse.device import PRECISIONS
@@ -654,20 +663,21 @@ def _run_bench(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1; got {args.limit}")
     if args.stacks is not None:
-        from focusfuse.bench.stacks import STACKABLE, run_stack_bench
+        from focusfuse.bench.stacks import run_stack_bench
 
-        methods = args.methods
-        if methods == _default_methods():  # not given: every method that fuses stacks
-            methods = ",".join(STACKABLE)
-        specs = parse_methods(methods, weights=weights, precision=args.precision)
+        if args.reference is not None:
+            raise UserError("--reference is for pairs (published fused pairs); leave it out "
+                            "with --stacks")
+        specs = parse_methods(_methods(args), weights=weights, precision=args.precision)
 
         done = run_stack_bench(args.stacks, specs, args.out, align=args.align != "no",
-                               register=register, limit=args.limit, progress=not args.quiet)
+                               register=register, limit=args.limit, progress=not args.quiet,
+                               device=args.device)
         print(done["paths"]["markdown"].read_text(), end="")
         print(f"benchmarked {len(specs)} method(s) on {done['stacks']} stack(s); wrote {done['paths']['markdown']} and "
               f"{done['paths']['per_stack'].name} in {args.out}")
         return 0
-    specs = parse_methods(args.methods, weights=weights, precision=args.precision)
+    specs = parse_methods(_methods(args), weights=weights, precision=args.precision)
     show = args.show.strip()
     show = int(show) if show.isdigit() else [s.strip() for s in show.split(",") if s.strip()]
     bench = run_bench(args.pairs, specs, args.out, reference=args.reference, device=args.device,

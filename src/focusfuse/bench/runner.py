@@ -317,10 +317,11 @@ def _resolved(spec: MethodSpec, device: str) -> tuple[str, str]:
 
 
 def _fuse_aligned(images, *, method: str, **options):
-    """Fuse ``images`` after aligning them, as ``focusfuse stack`` does."""
+    """Fuse ``images`` after aligning them, as ``focusfuse stack`` does (a source that
+    cannot be aligned is an error: a pair cannot lose one)."""
     from focusfuse.stacking import stack
 
-    return stack(list(images), method=method, align=True, **options)[0]
+    return stack(list(images), method=method, align=True, strict=True, **options)[0]
 
 
 def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | os.PathLike, *,
@@ -337,6 +338,16 @@ def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | o
     from focusfuse.io import read_image, write_image
     from focusfuse.models import default_weights_path, load_weights
 
+    if align:
+        from focusfuse.fusion.registry import STACK_METHODS
+
+        if fuse_fn is not None:
+            raise ValueError("align uses focusfuse.stacking.stack to fuse; give align or "
+                             "fuse_fn, not both")
+        bad = [s.label for s in specs if s.method not in STACK_METHODS]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: aligned pairs go to focusfuse stack, which "
+                             f"takes {', '.join(STACK_METHODS)}; leave {', '.join(bad)} out")
     fuse_fn = fuse_fn or (_fuse_aligned if align else _fuse)
     out = Path(out)
     runs = []
@@ -390,6 +401,8 @@ def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | o
                 seconds = time.perf_counter() - t0
             except ImageError as exc:  # the check of fuse(), told in the pair's file names
                 raise ValueError(f"pair {pair.name}: {exc.named([pair.a.name, pair.b.name])}") from None
+            except ValueError as exc:  # e.g. a source that cannot be aligned
+                raise ValueError(f"pair {pair.name}: {exc}") from None
             fused8 = quantize(result.fused, 8)  # as written, and as published
             published = fused8.astype(np.float32) / np.float32(255.0)
             write_image(folder / f"{pair.name}.png", published)

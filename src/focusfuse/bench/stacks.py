@@ -31,8 +31,7 @@ import numpy as np
 
 __all__ = ["find_stacks", "run_stack_bench"]
 
-#: the methods that fuse a stack in one decision (focusfuse.fusion.stack)
-STACKABLE = ("cnn", "dtcwt", "dwt", "laplacian", "learned-pyramid")
+from focusfuse.fusion.registry import STACK_METHODS as STACKABLE  # noqa: E402
 
 
 def find_stacks(folder: str | os.PathLike) -> list[tuple[str, Path, Path, Path | None]]:
@@ -62,9 +61,9 @@ def find_stacks(folder: str | os.PathLike) -> list[tuple[str, Path, Path, Path |
     return found
 
 
-def _options(spec) -> dict:
+def _options(spec, device: str) -> dict:
     if spec.uses_network:
-        out = {"precision": spec.precision}
+        out = {"precision": spec.precision, "device": device}
         if spec.weights is not None:
             out["weights"] = str(spec.weights)
         return out
@@ -73,7 +72,7 @@ def _options(spec) -> dict:
 
 def run_stack_bench(folder: str | os.PathLike, specs: Sequence, out: str | os.PathLike, *,
                     align: bool = True, register: bool | None = None, limit: int | None = None,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, device: str = "auto") -> dict:
     """Run every method spec (:func:`~focusfuse.bench.runner.parse_methods`) on every stack
     of ``folder``; see the module's notes. ``register``: None follows the set's
     ``truth.json``. Returns ``{"rows": per-stack rows, "means": {label: {...}}, "paths", "stacks": count}``."""
@@ -103,7 +102,7 @@ def run_stack_bench(folder: str | os.PathLike, specs: Sequence, out: str | os.Pa
         warmed = False
         for name, frames_dir, truth_path, _ in stacks:
             paths = stack_frames([frames_dir])
-            options = _options(spec)
+            options = _options(spec, device)
             if not warmed:
                 stack(paths, method=spec.method, align=align, progress=None, **options)
                 warmed = True

@@ -23,7 +23,7 @@ from focusfuse.fusion.options import (
     NoOptions,
 )
 
-__all__ = ["METHODS", "Method", "get_method", "option_owners", "register"]
+__all__ = ["METHODS", "STACK_METHODS", "Method", "get_method", "option_owners", "register"]
 
 
 @dataclass(frozen=True)
@@ -109,3 +109,7 @@ register("laplacian", "focusfuse.fusion.multiscale:laplacian_method",
 register("learned-pyramid", "focusfuse.fusion.learned:learned_method",
          "Laplacian pyramid weighed per coefficient by a small network trained against the "
          "all-in-focus truth (focusfuse's own)", LearnedPyramidOptions)
+
+#: the methods that fuse three or more frames with one decision over all of them
+#: (:func:`focusfuse.fusion.stack.fuse_stack`; ``cnn-dtcwt`` fuses them in series)
+STACK_METHODS = ("cnn", "dtcwt", "dwt", "laplacian", "learned-pyramid")

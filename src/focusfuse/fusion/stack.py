@@ -110,8 +110,10 @@ def fuse_stack(frames: Frames, method: str, options, *, progress=None) -> Fusion
 
         fused, labels = fuse_frames(frames, order, options, report), None
     else:
-        raise ValueError(f"method {method!r} does not fuse stacks; use cnn, dtcwt, dwt, "
-                         "laplacian or learned-pyramid")
+        from focusfuse.fusion.registry import STACK_METHODS
+
+        raise ValueError(f"method {method!r} does not fuse stacks; use one of "
+                         f"{', '.join(STACK_METHODS)}")
     depth = None
     if labels is not None:
         depth = np.asarray(order, np.int16)[labels]
