@@ -148,7 +148,7 @@ def _train(capsys, folder, out, *extra) -> tuple[int, str]:
     try:
         return _cli(capsys, ["train", folder, "--arch", "bandnet", "--out", out, "--scenes", "2",
                              "--frames", "3", "--crop", "64", "--batch-size", "2",
-                             "--eval-every", "2", "--threads", "1", *extra])
+                             "--val-scenes", "1", "--eval-every", "2", "--threads", "1", *extra])
     finally:
         torch.set_num_threads(threads)
 
@@ -190,7 +190,8 @@ def test_a_stopped_run_resumes_as_the_uninterrupted_one(jpeg_folder, tmp_path, m
 
     def config(out):
         return bands.BandTrainConfig(data=str(jpeg_folder), out=str(out), steps=6, eval_every=2,
-                                     scenes=2, frames=3, crop=64, batch_size=2, threads=1)
+                                     scenes=2, frames=3, crop=64, batch_size=2, threads=1,
+                                     val_scenes=1)
 
     threads = torch.get_num_threads()
     try:

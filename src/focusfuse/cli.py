@@ -68,6 +68,8 @@ def _add_train(sub) -> None:
                    help="synthetic training scenes (half pairs, half stacks)")
     g.add_argument("--frames", type=int, default=8, help="frames of the training stacks")
     g.add_argument("--crop", type=int, default=128, help="side of the training crops (px)")
+    g.add_argument("--val-scenes", type=int, default=16,
+                   help="validation scenes, fused whole at every evaluation")
     g = p.add_argument_group("run")
     g.add_argument("--eval-every", type=int, default=None,
                    help="steps between validations (default 500; bandnet 250)")
@@ -82,7 +84,7 @@ def _add_train(sub) -> None:
 _CLASSIFIER_ONLY = {"momentum": 0.9, "weight_decay": 5e-4, "patience": 3, "val_pairs": 20000,
                     "hard_val_pairs": 10000, "blur_levels": 5, "blur_kernel": "gaussian",
                     "precision": "auto", "keep_snapshots": False}
-_BANDNET_ONLY = {"scenes": 160, "frames": 8, "crop": 128}
+_BANDNET_ONLY = {"scenes": 160, "frames": 8, "crop": 128, "val_scenes": 16}
 
 
 def _given(args, names: dict) -> list[str]:
@@ -128,7 +130,7 @@ def _run_train_bandnet(args) -> int:
     holdout = {"holdout_suffix": args.holdout_suffix} if args.holdout_suffix else {}
     cfg = BandTrainConfig(data=args.data, out=args.out, **picked, **holdout,
                           val_fraction=args.val_fraction, scenes=args.scenes, frames=args.frames,
-                          crop=args.crop, seed=args.seed)
+                          crop=args.crop, val_scenes=args.val_scenes, seed=args.seed)
     res = train_bands(cfg)
     print(f"trained {res.steps} steps in {res.seconds / 60:.1f} min; best validation PSNR "
           f"{res.best_psnr:.2f} dB at step {res.best_step}; weights: "
@@ -803,7 +805,7 @@ _SETTING_FLAGS = frozenset({
     "arch", "steps", "batch_size", "lr", "momentum", "weight_decay", "patience",
     "holdout_suffix", "val_fraction", "val_pairs", "hard_val_pairs", "blur_levels",
     "blur_kernel", "eval_every", "seed", "threads", "out", "max_pixels", "depth_map", "depth_maps",
-    "crop", "scenes", "frames",
+    "crop", "scenes", "frames", "val_scenes",
     "workers"})
 
 
