@@ -29,9 +29,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["find_stacks", "run_stack_bench"]
+from focusfuse.fusion.registry import STACK_METHODS
 
-from focusfuse.fusion.registry import STACK_METHODS as STACKABLE  # noqa: E402
+__all__ = ["find_stacks", "run_stack_bench"]
 
 
 def find_stacks(folder: str | os.PathLike) -> list[tuple[str, Path, Path, Path | None]]:
@@ -81,10 +81,10 @@ def run_stack_bench(folder: str | os.PathLike, specs: Sequence, out: str | os.Pa
     from focusfuse.io import quantize, read_image, write_image
     from focusfuse.stacking import stack, stack_frames
 
-    bad = [s.label for s in specs if s.method not in STACKABLE]
+    bad = [s.label for s in specs if s.method not in STACK_METHODS]
     if bad:
         raise ValueError(f"{', '.join(bad)}: not a stack method; choose from "
-                         f"{', '.join(STACKABLE)}")
+                         f"{', '.join(STACK_METHODS)}")
     stacks = find_stacks(folder)[:limit]
     moving = folder_registers(folder) if register is None else bool(register)
     out = Path(out)

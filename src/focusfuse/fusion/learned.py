@@ -77,7 +77,6 @@ def fuse_frames(frames, order: list[int], options, report=None) -> np.ndarray:
     [0, 1], the frames' shape."""
     import torch
 
-    from focusfuse.checks import check_levels
     from focusfuse.fusion import multiscale as ms
     from focusfuse.models.bandnet import energies_np
     from focusfuse.transforms.laplacian import laplacian_forward, laplacian_inverse
@@ -91,7 +90,7 @@ def fuse_frames(frames, order: list[int], options, report=None) -> np.ndarray:
         raise ValueError(f"learned-pyramid needs images at least 2 pixels on each side; got "
                          f"{shape[0]}x{shape[1]}")
     # as many of the network's levels as the size allows (each halves it)
-    levels = check_levels(min(model.levels, int(np.floor(np.log2(min(shape))))), shape)
+    levels = min(model.levels, int(np.floor(np.log2(min(shape)))))
 
     def own_energies(frame):
         gray = np.asarray(to_gray(frame), np.float32)

@@ -28,7 +28,8 @@ from focusfuse.io import NEW_FILE_MODE
 from focusfuse.models.focusnet import PATCH, STRIDE, FocusNet
 
 __all__ = ["FocusNet", "PATCH", "STRIDE", "MODELS", "SHIPPED", "arch_of", "create_model",
-           "default_weights_path", "load_matlab_weights", "load_weights", "save_weights"]
+           "default_weights_path", "load_matlab_weights", "load_weights", "save_weights",
+           "write_safetensors"]
 
 MODELS: dict[str, Callable[[], FocusNet]] = {
     "paper": lambda: FocusNet(hidden=256),
@@ -74,17 +75,24 @@ def save_weights(model: FocusNet, path: str | Path, *, arch: str | None = None,
 
     ``dtype=torch.float16`` halves the file; loading casts back to float32.
     """
+    meta = {"format": "focusfuse", "arch": arch or arch_of(model), **(extra or {})}
+    tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    return write_safetensors(tensors, path, meta)
+
+
+def write_safetensors(tensors: dict, path: str | Path, metadata: dict) -> Path:
+    """Write ``tensors`` with ``metadata`` (str → str) to ``path`` in one step: a temporary
+    file with the usual mode of a new file, renamed over ``path``; on an error, Ctrl-C or
+    SIGTERM no half-written file is left."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    meta = {"format": "focusfuse", "arch": arch or arch_of(model), **(extra or {})}
-    tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.chmod(tmp, NEW_FILE_MODE)  # the usual mode of a new file, not a temporary's 0600
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, NEW_FILE_MODE)  # not a temporary's 0600
         tmp.replace(path)
-    except BaseException:  # an error, Ctrl-C or SIGTERM: no half-written file left
+    except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path

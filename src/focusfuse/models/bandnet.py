@@ -178,18 +178,13 @@ def collapse(bands: list[torch.Tensor]) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------ weights
 def save_bandnet(model: BandNet, path: str | Path, extra: dict | None = None) -> None:
-    """Write ``model`` as safetensors, in one step (a temporary file renamed)."""
-    import os
+    """Write ``model`` as safetensors, in one step (:func:`focusfuse.models.write_safetensors`)."""
+    from focusfuse.models import write_safetensors
 
-    from safetensors.torch import save_file
-
-    path = Path(path)
     meta = {"arch": ARCH, "levels": str(model.levels), "width": str(model.width)}
     meta.update({k: str(v) for k, v in (extra or {}).items()})
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, tmp,
-              metadata=meta)
-    os.replace(tmp, path)
+    write_safetensors({k: v.detach().contiguous() for k, v in model.state_dict().items()}, path,
+                      meta)
 
 
 def load_bandnet(path: str | Path) -> BandNet:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 
 from focusfuse import checks
 from focusfuse.models.bandnet import BandNet, collapse, energies, pyramid, save_bandnet
+from focusfuse.train.loop import _atomic_json, _trim_log
 
 __all__ = ["BandTrainConfig", "BandTrainResult", "fuse_tensors", "train_bands"]
 
@@ -236,7 +236,7 @@ def train_bands(cfg: BandTrainConfig) -> BandTrainResult:
         rng.bit_generator.state = state["rng"]
         _trim_log(out / "log.jsonl", step)
         print(f"resuming at step {step}", file=sys.stderr, flush=True)
-    config_file.write_text(json.dumps(settings, indent=2) + "\n")
+    _atomic_json(config_file, settings)
     t0 = time.perf_counter()
     scenes = _render(train_files, cfg.scenes, cfg.frames, cfg.seed, cfg.crop,
                      _progress("training scenes"))
@@ -271,7 +271,7 @@ def train_bands(cfg: BandTrainConfig) -> BandTrainResult:
             state = {"step": step, "best_psnr": best, "best_step": best_step,
                      "seconds": seconds, "rng": rng.bit_generator.state}
             _save_checkpoint(ckpt, model, opt, state)  # first: a log row means a checkpoint
-            (out / "state.json").write_text(json.dumps(state) + "\n")  # a readable copy
+            _atomic_json(out / "state.json", state)  # a readable copy
             with open(out / "log.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(json.dumps(row), file=sys.stderr, flush=True)
@@ -280,13 +280,11 @@ def train_bands(cfg: BandTrainConfig) -> BandTrainResult:
 
 def _save_checkpoint(path: Path, model: BandNet, opt, state: dict) -> None:
     """Weights, Adam's moments and the run's state (in the file's metadata), in one step."""
-    from safetensors.torch import save_file
+    from focusfuse.models import write_safetensors
 
     tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
     tensors.update(_flatten_adam(opt))
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
-    os.replace(tmp, path)
+    write_safetensors(tensors, path, {"state": json.dumps(state)})
 
 
 def _load_checkpoint(path: Path, model: BandNet, opt, lr: float) -> dict:
@@ -304,15 +302,6 @@ def _load_checkpoint(path: Path, model: BandNet, opt, lr: float) -> dict:
         raise checks.OptionError(f"{path} is not a whole checkpoint of this run ({exc}); give a "
                                  "new --out, or delete the file to start again", "out") from None
     return state
-
-
-def _trim_log(log: Path, step: int) -> None:
-    """Drop the log's rows after ``step`` (written after the checkpoint that resumes)."""
-    if log.is_file():
-        rows = [line for line in log.read_text().splitlines() if line.strip()]
-        kept = [line for line in rows if json.loads(line)["step"] <= step]
-        if len(kept) != len(rows):
-            log.write_text("".join(line + "\n" for line in kept))
 
 
 def _flatten_adam(opt: torch.optim.Adam) -> dict:
