@@ -187,6 +187,71 @@ def test_mode_filter_is_the_majority_check_of_two_labels():
     np.testing.assert_array_equal(mode_filter(lab, 3), np.argmax(votes, axis=0))
 
 
+# alignment -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def moving_stack():
+    """A 6-frame hand-held synthetic stack (breathing, shifts, turns) of a 240×320 crop."""
+    from skimage import data
+
+    from focusfuse.data.stacks import make_stack
+
+    sharp = data.astronaut()[:240, 100:420].astype(np.float32) / 255
+    return make_stack(sharp, frames=6, seed=3, variant="handheld", max_shift=4.0)
+
+
+def test_alignment_recovers_the_motion_on_both_sides_of_the_reference(moving_stack):
+    import threading
+    import time
+
+    from focusfuse.align import align_frames
+
+    frames = moving_stack.frames
+    reads, threads, busy, overlaps = [], set(), [], []
+
+    def read(k):
+        busy.append(k)
+        reads.append(k)
+        threads.add(threading.get_ident())
+        time.sleep(0.01)
+        busy.remove(k)
+        return frames[k]
+
+    def progress(stage, done, total):  # a decoder's messages are caught on stderr meanwhile
+        overlaps.extend(busy)
+
+    ref = 2
+    al = align_frames(read, len(frames), reference=ref, progress=progress)
+    assert sorted(reads) == list(range(len(frames)))  # every frame read once
+    assert not overlaps  # never a progress line while a frame is read
+    assert len(threads) == 2  # the frames above and below the reference on two threads
+    assert not al.failed
+    h, w = al.shape
+    yy, xx = np.mgrid[0:h:8, 0:w:8]
+    points = np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)], 1)
+    truth = [np.vstack([t.matrix, [0, 0, 1]]) for t in moving_stack.transforms]
+    for k, m in enumerate(al.transforms):
+        expected = (truth[k] @ np.linalg.inv(truth[ref]))[:2]  # reference → frame k
+        moved = np.linalg.norm(points @ expected.T - points[:, :2], axis=1)
+        error = np.linalg.norm(points @ m.T - points @ expected.T, axis=1)
+        assert k == ref or moved.mean() > 2  # each frame moved by pixels ...
+        assert np.sqrt(np.mean(error ** 2)) < 0.6, k  # ... and is found to a fraction of one
+
+
+def test_a_bad_frame_below_the_reference_stops_the_alignment(moving_stack):
+    from focusfuse.align import align_frames
+
+    frames = moving_stack.frames
+
+    def read(k):
+        if k == 0:
+            raise ValueError("frame 0 is unreadable")
+        return frames[k]
+
+    with pytest.raises(ValueError, match="frame 0 is unreadable"):
+        align_frames(read, len(frames), reference=3)
+
+
 # errors ------------------------------------------------------------------------------------
 
 def test_cnn_dtcwt_does_not_fuse_stacks(scene):

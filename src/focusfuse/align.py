@@ -23,7 +23,9 @@ registered to the last frame that aligned.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -189,55 +191,73 @@ def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | 
                  ) -> Alignment:
     """Estimate the :class:`Alignment` of ``n`` frames, ``read(k)`` giving frame k (float
     in [0, 1], (H, W) or (H, W, C)), in focus order. ``reference``: the frame the others
-    are mapped onto (default: the middle one, :func:`middle_frame` with ``reference_key``)."""
+    are mapped onto (default: the middle one, :func:`middle_frame` with ``reference_key``).
+    The frames after the reference and those before it are linked on two threads (``read``
+    and ``progress`` are called from both, never at once)."""
     if n < 1:
         raise ValueError("nothing to align")
     ref = middle_frame(n, reference_key) if reference is None else reference
     if not 0 <= ref < n:
         raise ValueError(f"reference must be a frame index from 0 to {n - 1}; got {reference}")
-    grays: dict[int, np.ndarray] = {}
-    smalls: dict[int, np.ndarray] = {}  # frames reduced for their gains (the reference's kept)
+    # read() and progress() are called from both walks, one at a time: the decoders' messages
+    # are caught on the process's stderr while a frame decodes (focusfuse.io), which must
+    # not catch a progress line
+    lock, stop = threading.Lock(), threading.Event()
 
-    def gray(k):
-        if k not in grays:
+    def load(k):
+        with lock:
             frame = read(k)
-            grays[k] = np.ascontiguousarray(to_gray(frame), np.float32)
-            if gain:  # channels last, one for gray
-                small, _ = _reduced(frame, GAIN_SIDE)
-                smalls[k] = small if small.ndim == 3 else small[..., None]
-        return grays[k]
+        gray = np.ascontiguousarray(to_gray(frame), np.float32)
+        if not gain:
+            return gray, None
+        small, _ = _reduced(frame, GAIN_SIDE)  # channels last, one for gray
+        return gray, small if small.ndim == 3 else small[..., None]
 
-    shape = gray(ref).shape
+    ref_gray, ref_small = load(ref)
+    shape = ref_gray.shape
     transforms: list[np.ndarray | None] = [None] * n
     transforms[ref] = np.eye(2, 3)
     result = Alignment(ref, shape, transforms)
-    channels = smalls[ref].shape[2] if gain else 1
     gains: list[np.ndarray | None] = [None] * n
-    gains[ref] = np.ones(channels)
-    done = 1
-    for direction in (1, -1):
-        last = ref
+    gains[ref] = np.ones(ref_small.shape[2] if gain else 1)
+    done = [1]
+
+    def walk(direction):
+        """Link each frame to the last one that aligned, outwards from the reference (the
+        two directions share nothing but the reference, so they run side by side)."""
+        last, (template, _) = ref, (ref_gray, ref_small)
         k = ref + direction
-        while 0 <= k < n:
-            template, moving = gray(last), gray(k)  # a bad frame is an error, not a failed link
+        while 0 <= k < n and not stop.is_set():
+            moving, small = load(k)  # a bad frame is an error, not a failed link
             try:
                 link, corr = estimate_link(template, moving, coarse=coarse, fine=fine,
                                            min_correlation=min_correlation)
                 transforms[k] = _compose(transforms[last], link)
                 result.correlations[k] = corr
                 if gain:
-                    gains[k] = _small_gains(smalls[k], smalls[ref], transforms[k], shape)
-                last = k
+                    gains[k] = _small_gains(small, ref_small, transforms[k], shape)
+                last, template = k, moving
             except ValueError as exc:
                 result.failed.append(k)
                 result.reasons[k] = str(exc)
-            for old in [j for j in grays if j not in (last, k, ref)]:  # keep what is needed
-                del grays[old]
-                smalls.pop(old, None)
-            done += 1
-            if progress:
-                progress("align", done, n)
+            with lock:
+                done[0] += 1
+                if progress:
+                    progress("align", done[0], n)
             k += direction
+
+    if 0 < ref < n - 1:
+        with ThreadPoolExecutor(1) as pool:  # OpenCV and the decoders release the GIL
+            below = pool.submit(walk, -1)
+            try:
+                walk(1)
+                below.result()
+            except BaseException:  # an error or Ctrl-C: the other walk stops at its next frame
+                stop.set()
+                raise
+    else:
+        walk(1)
+        walk(-1)
     result.failed.sort()
     for k, m in enumerate(transforms):  # a tripod's frames: no resampling for nothing
         if m is not None and k != ref and _displacement(m, shape) < SNAP_PIXELS:
