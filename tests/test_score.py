@@ -228,3 +228,51 @@ def test_compiled_branch_gives_the_same_scores():
     eager = score_map(model, a, b, precision="fp32", device="cpu")
     compiled = score_map(model, a, b, precision="fp32", device="cpu", compile=True)
     np.testing.assert_allclose(compiled, eager, atol=1e-5)
+
+
+# scores against one fixed reference (a stack's frames against its mean) --------------------
+
+@pytest.fixture(scope="module")
+def paper_model():
+    return _random_model("paper", seed=8)  # one model: its spectra are made once
+
+
+@pytest.mark.parametrize("tile,head", [(32, "fft"), (0, "direct")])
+def test_scores_against_a_kept_reference_are_the_pair_scores(paper_model, tile, head):
+    # in tiles of 32 scores the first (32 × 32) takes the spectral head, the others the direct
+    from focusfuse.score import ReferenceScorer
+
+    model = paper_model
+    reference = texture((100, 110), seed=9) * 0.6
+    scorer = ReferenceScorer(model, reference, precision="fp32", device="cpu", tile=tile, head=head)
+    assert scorer.fits and len(scorer.parts) == len(scorer.plan.tiles)
+    for seed in (10, 11):  # the kept part serves every image
+        image = texture((100, 110), seed=seed)
+        pair = score_map(model, image, reference, precision="fp32", device="cpu", tile=tile, head=head)
+        assert pair.std() > 0.05  # scores that spread, so that a wrong share shows
+        np.testing.assert_allclose(scorer(image), pair, atol=2e-5)
+
+
+def test_a_reference_over_its_budget_is_not_kept(paper_model):
+    from focusfuse.score import ReferenceScorer
+
+    model = paper_model
+    reference = texture((64, 64), seed=1)
+    scores = (32 - 7) ** 2
+    assert ReferenceScorer(model, reference, precision="fp32", budget=scores * 256 * 4).fits
+    small = ReferenceScorer(model, reference, precision="fp32", budget=scores * 256 * 4 - 1)
+    assert not small.fits and not small.parts
+    with pytest.raises(ValueError, match="budget"):
+        small(reference)
+
+
+def test_a_reference_scorer_refuses_what_it_cannot_score(paper_model):
+    from focusfuse.score import ReferenceScorer
+
+    with pytest.raises(ValueError, match="paper layout"):
+        ReferenceScorer(_random_model("released"), texture((32, 32)))
+    with pytest.raises(ValueError, match="gray reference"):
+        ReferenceScorer(paper_model, np.zeros((32, 32, 3), np.float32))
+    scorer = ReferenceScorer(paper_model, texture((32, 32)), precision="fp32")
+    with pytest.raises(ValueError, match="reference's shape"):
+        scorer(texture((32, 40)))

@@ -16,7 +16,7 @@ from focusfuse.device import CompileError, resolve_device, resolve_precision
 from focusfuse.models import PATCH, STRIDE, FocusNet
 from focusfuse.models.spectral import SPECTRAL_TILE
 
-__all__ = ["frame_score_map", "score_map"]
+__all__ = ["REFERENCE_BYTES", "ReferenceScorer", "frame_score_map", "score_map"]
 
 
 #: input rows/columns a score reads beyond its 16×16 window on each side: two 3×3
@@ -141,42 +141,129 @@ def frame_score_map(model: FocusNet, image: np.ndarray, *, precision: str = "aut
                   tile=FRAME_TILE if tile is None else tile, head="direct", compile=compile)
 
 
+class _Plan:
+    """How an image of ``shape`` is scored: the device, bfloat16 or not, the spectral head or
+    not, the model placed there, and the tiles, largest first (see :func:`_tiled`)."""
+
+    def __init__(self, model: FocusNet, shape: tuple[int, int], *, precision: str, device: str,
+                 tile: int | None, head: str):
+        if min(shape) < PATCH:
+            raise ValueError(f"images must be at least {PATCH}×{PATCH} pixels; got {shape[1]}×{shape[0]}")
+        if tile is not None and (not isinstance(tile, int) or tile < 0):
+            raise ValueError(f"tile must be None, 0 or a positive number of scores; got {tile!r}")
+        if head not in ("auto", "direct", "fft"):
+            raise ValueError(f"head must be 'auto', 'direct' or 'fft'; got {head!r}")
+        self.device = device = resolve_device(device)
+        self.bf16 = resolve_precision(precision, device) == "bf16"
+        self.spectral = model.fc1 is not None and (head == "fft" or (head == "auto" and device == "cpu"))
+        self.device_type = device.split(":")[0]
+        model = model.to(device).eval()
+        if device == "cpu":
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        H, W = shape
+        self.shape = (H + 1) // 2 - (PATCH // STRIDE - 1), (W + 1) // 2 - (PATCH // STRIDE - 1)
+        h, w = self.shape
+        if tile is None:
+            tile = SPECTRAL_TILE_SCORES if self.spectral else DEFAULT_TILE
+        if tile == 0:
+            tile = max(h, w)
+        tiles = [(ty, tx) for ty in _tiles(h, tile, H) for tx in _tiles(w, tile, W)]
+        # the largest crops first (inside the image; those at an edge lack a margin or are
+        # cut short): each later tile then fits in the memory an earlier one freed
+        tiles.sort(key=lambda t: -(t[0][3] - t[0][2]) * (t[1][3] - t[1][2]))
+        self.tiles = tiles
+
+    def crop(self, images: tuple, tile) -> torch.Tensor:
+        """The (n, 1, h, w) input of ``tile`` of the n gray ``images``."""
+        (_, _, y0, y1), (_, _, x0, x1) = tile
+        x = torch.from_numpy(np.stack([im[y0:y1, x0:x1] for im in images]).astype(np.float32))
+        x = x[:, None].to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.device == "cpu" else x
+
+    @staticmethod
+    def window(tile) -> tuple[int, int, int, int]:
+        """The scores of ``tile`` within its crop's features (:func:`_window_features`)."""
+        (i0, i1, y0, _), (j0, j1, x0, _) = tile
+        return i0 - y0 // STRIDE, j0 - x0 // STRIDE, i1 - i0, j1 - j0
+
+
 def _tiled(model: FocusNet, images: tuple, scorer, *, precision: str, device: str,
            tile: int | None, head: str, compile: bool) -> np.ndarray:
     """``scorer`` over the score map of ``images`` (one or two gray images), tile by tile."""
-    a = images[0]
-    if min(a.shape) < PATCH:
-        raise ValueError(f"images must be at least {PATCH}×{PATCH} pixels; got {a.shape[1]}×{a.shape[0]}")
-    if tile is not None and (not isinstance(tile, int) or tile < 0):
-        raise ValueError(f"tile must be None, 0 or a positive number of scores; got {tile!r}")
-    if head not in ("auto", "direct", "fft"):
-        raise ValueError(f"head must be 'auto', 'direct' or 'fft'; got {head!r}")
-    device = resolve_device(device)
-    bf16 = resolve_precision(precision, device) == "bf16"
-    spectral = model.fc1 is not None and (head == "fft" or (head == "auto" and device == "cpu"))
-    device_type = device.split(":")[0]
-    model = model.to(device).eval()
-    if device == "cpu":
-        model = model.to(memory_format=torch.channels_last)
-    H, W = a.shape
-    h, w = (H + 1) // 2 - (PATCH // STRIDE - 1), (W + 1) // 2 - (PATCH // STRIDE - 1)
-    if tile is None:
-        tile = SPECTRAL_TILE_SCORES if spectral else DEFAULT_TILE
-    if tile == 0:
-        tile = max(h, w)
-
-    def pair(y0, y1, x0, x1):
-        x = torch.from_numpy(np.stack([im[y0:y1, x0:x1] for im in images]).astype(np.float32))
-        x = x[:, None].to(device)
-        return x.contiguous(memory_format=torch.channels_last) if device == "cpu" else x
-
-    out = np.empty((h, w), np.float32)
-    tiles = [(ty, tx) for ty in _tiles(h, tile, H) for tx in _tiles(w, tile, W)]
-    # the largest crops first (inside the image; those at an edge lack a margin or are cut
-    # short): each later tile then fits in the memory an earlier one freed
-    tiles.sort(key=lambda t: -(t[0][3] - t[0][2]) * (t[1][3] - t[1][2]))
-    for (i0, i1, y0, y1), (j0, j1, x0, x1) in tiles:
-        window = (i0 - y0 // STRIDE, j0 - x0 // STRIDE, i1 - i0, j1 - j0)
-        s = scorer(model, pair(y0, y1, x0, x1), bf16, device_type, spectral, compile, window)
+    plan = _Plan(model, images[0].shape, precision=precision, device=device, tile=tile, head=head)
+    out = np.empty(plan.shape, np.float32)
+    for t in plan.tiles:
+        s = scorer(plan.model, plan.crop(images, t), plan.bf16, plan.device_type, plan.spectral,
+                   compile, plan.window(t))
+        (i0, i1, _, _), (j0, j1, _, _) = t
         out[i0:i1, j0:j1] = s.cpu().numpy()
     return out
+
+
+#: the most memory a :class:`ReferenceScorer` keeps for its reference (256 values per
+#: score: a 3-megapixel image's reference takes 0.4 GB in bfloat16, 0.8 GB in float32)
+REFERENCE_BYTES = 1 << 30
+
+
+class ReferenceScorer:
+    """Scores of gray images against one fixed ``reference`` with the paper layout:
+    ``ReferenceScorer(model, reference, ...)(image)`` is ``score_map(model, image,
+    reference, ...)`` to rounding (the same in float32 to about 1e-5), at about half its
+    cost for every image after the first.
+
+    The 256-unit layer is linear up to its ReLU, so a pair's pre-activation is the first
+    image's share plus the second's (:meth:`~focusfuse.models.FocusNet.hidden_part`): the
+    reference's share is computed here once per tile and kept, 256 values per score
+    (bfloat16 when the network runs in bfloat16, else float32); each image then costs one
+    branch pass and its own share. ``budget``: the most bytes kept (None:
+    :data:`REFERENCE_BYTES`); :attr:`fits` is False
+    (and nothing is computed) when the reference needs more, so that the caller scores
+    pairs instead. Options as :func:`score_map`.
+    """
+
+    def __init__(self, model: FocusNet, reference: np.ndarray, *, precision: str = "auto",
+                 device: str = "auto", tile: int | None = None, head: str = "auto",
+                 compile: bool = False, budget: int | None = None):
+        if model.fc1 is None:
+            raise ValueError("ReferenceScorer is for the paper layout (with the 256-unit "
+                             "layer); score the frames of the others on their own (frame_score_map)")
+        if reference.ndim != 2:
+            raise ValueError(f"ReferenceScorer needs a gray reference; got shape {reference.shape}")
+        self.plan = plan = _Plan(model, reference.shape, precision=precision, device=device,
+                                 tile=tile, head=head)
+        self.compile, self.image_shape = compile, reference.shape
+        self.dtype = torch.bfloat16 if plan.bf16 else torch.float32
+        h, w = plan.shape
+        budget = REFERENCE_BYTES if budget is None else budget
+        self.fits = h * w * model.hidden * self.dtype.itemsize <= budget
+        self.parts: dict = {}
+        if self.fits:
+            with torch.inference_mode():
+                for t in plan.tiles:
+                    part = self._part(plan.crop((reference,), t), t, 1)
+                    self.parts[t] = part.to(self.dtype)
+
+    def _part(self, x: torch.Tensor, tile, which: int) -> torch.Tensor:
+        plan = self.plan
+        window = plan.window(tile)
+        with torch.autocast(plan.device_type, dtype=torch.bfloat16, enabled=plan.bf16):
+            feats = _window_features(plan.model, x, self.compile, window)
+            spectral = plan.spectral and window[2] * window[3] >= SPECTRAL_MIN_SCORES
+            return plan.model.hidden_part(feats, which, spectral=spectral)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if not self.fits:
+            raise ValueError("the reference did not fit its budget; score pairs (score_map)")
+        plan = self.plan
+        if image.shape != self.image_shape:
+            raise ValueError(f"need a gray image of the reference's shape {self.image_shape}; "
+                             f"got shape {image.shape}")
+        out = np.empty(plan.shape, np.float32)
+        with torch.inference_mode():
+            for t in plan.tiles:
+                first = self._part(plan.crop((image,), t), t, 0)
+                margin = plan.model.margin_from_parts(first, self.parts[t])
+                (i0, i1, _, _), (j0, j1, _, _) = t
+                out[i0:i1, j0:j1] = torch.sigmoid(margin).cpu().numpy()
+        return out

@@ -24,7 +24,10 @@ fixed number of full-size planes, whatever N:
   per-frame score in it; each frame is scored as the first image of a pair against the
   stack's mean image (the same reference for every frame, made in a first pass): the
   score is then P(this frame is sharper than the mean), which is largest for the frame in
-  focus. That costs one pair per frame.
+  focus. The layer is linear up to its ReLU, so the mean's share of it is computed once
+  and kept (:class:`~focusfuse.score.ReferenceScorer`, up to
+  :data:`~focusfuse.score.REFERENCE_BYTES`; a larger image scores whole pairs): each frame
+  then costs one branch pass and its own share, a little over half a pair.
 - ``dwt``, ``dtcwt``, ``laplacian``: the rule of Li et al. 1995 as for pairs, streamed:
   a first pass keeps, per band, the frame of largest windowed activity and the sum of the
   lowpass bands; the majority check runs on that label map (:func:`~focusfuse.decision.
@@ -125,7 +128,7 @@ def _cnn_stack(frames: Frames, order: list[int], options, report):
     from focusfuse.decision import (LabelState, focus_map, guided_filter,
                                     remove_small_label_regions, window_map)
     from focusfuse.fusion.cnn import model_for
-    from focusfuse.score import frame_score_map, score_map
+    from focusfuse.score import ReferenceScorer, frame_score_map, score_map
 
     model = model_for(options)
     net = {"precision": options.precision, "device": options.device, "compile": options.compile}
@@ -139,9 +142,13 @@ def _cnn_stack(frames: Frames, order: list[int], options, report):
             report("mean", i + 1, n)
         reference = (total / n).astype(np.float32)
         del total
-
-        def scores(gray):
-            return score_map(model, gray, reference, **net)
+        # the mean's share of the 256-unit layer computed once, not once per frame
+        scorer = ReferenceScorer(model, reference, **net)
+        if scorer.fits:
+            scores = scorer
+        else:
+            def scores(gray):
+                return score_map(model, gray, reference, **net)
     else:
         def scores(gray):
             return frame_score_map(model, gray, **net)

@@ -132,6 +132,43 @@ class FocusNet(nn.Module):
             self._spectral_cache = cached
         return cached[1]
 
+    def _spectral_fc1_part(self, part: int) -> SpectralKernel:
+        """fc1's kernel on one image's features (part 0: the first image's, 1: the second's)
+        as a spectrum, computed once per version of the weights."""
+        key = (self.fc1.weight._version, self.fc1.weight.data_ptr(), self.fc1.weight.device)
+        cache = self.__dict__.setdefault("_spectral_parts", {})
+        if part not in cache or cache[part][0] != key:
+            c = self.widths[2]
+            w1 = self.fc1.weight.detach().view(self.hidden, 2 * c, _FEAT, _FEAT)
+            cache[part] = (key, SpectralKernel(w1[:, part * c:(part + 1) * c]))
+        return cache[part][1]
+
+    def hidden_part(self, feats: torch.Tensor, part: int, *, spectral: bool = False) -> torch.Tensor:
+        """One image's share of the 256-unit layer, before its bias and ReLU: the layer's
+        weights on the first image's features (``part`` 0) or on the second's (1) applied to
+        ``feats`` (1, C, h, w) as an 8×8 correlation, float32 (1, 256, h − 7, w − 7).
+
+        The layer is linear up to its ReLU, so a pair's pre-activation is the sum of its two
+        images' parts and the bias (:meth:`margin_from_parts`): the part of an image scored
+        against many others is computed once (a stack's frames against its mean image)."""
+        if feats.shape[0] != 1 or part not in (0, 1):
+            raise ValueError(f"need one image's features (1, C, h, w) and part 0 or 1; got "
+                             f"{tuple(feats.shape)} and {part!r}")
+        if spectral:
+            with torch.autocast(feats.device.type, enabled=False):
+                return spectral_conv2d(feats, self._spectral_fc1_part(part))
+        c = feats.shape[1]
+        w1 = self.fc1.weight.view(self.hidden, 2 * c, _FEAT, _FEAT)[:, part * c:(part + 1) * c]
+        return F.conv2d(feats, w1.to(feats.dtype)).float()
+
+    def margin_from_parts(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """:meth:`dense_margin` of a pair from :meth:`hidden_part` 0 of its first image and
+        1 of its second (either float32 or bfloat16): float32 (h − 7, w − 7)."""
+        x = (first.float() + second.float()).add_(self.fc1.bias.float()[:, None, None]).relu_()
+        wd = (self.fc2.weight[1] - self.fc2.weight[0]).float()
+        bias = (self.fc2.bias[1] - self.fc2.bias[0]).float()
+        return F.conv2d(x, wd.view(1, self.hidden, 1, 1))[0, 0] + bias
+
     def dense_head(self, feats: torch.Tensor, *, spectral: bool = False) -> torch.Tensor:
         """The fully connected layers re-cast as convolutions over a feature map of any size.
 
