@@ -86,8 +86,10 @@ def test_score_map_heads_agree():
 
 
 def test_spectral_cache_follows_the_weights():
+    from focusfuse.models.focusnet import FocusNet
+
     torch.manual_seed(0)
-    model = create_model("paper").eval()
+    model = FocusNet(16, widths=(4, 8, 8)).eval()  # the paper layout, small: a small spectrum
     first = model._spectral_fc1()
     with torch.no_grad():
         model.fc1.weight.mul_(2.0)
