@@ -27,7 +27,7 @@ on pairs made from BSDS500 training JPEGs, not on the held-out PNGs or on Lytro:
     focusfuse make-truth ../shared/data/bsds500 --out /tmp/truth-jpg --suffix .jpg --count 20 --seed 11
     .venv/bin/python experiments/hard_or_soft.py --lytro --truth /tmp/truth-jpg/clean /tmp/truth-jpg/noisy
 
-Published in docs/learned.md, "Hard or soft: the Lytro target".
+Published in docs/learned.md, "Hard or soft: why the Lytro target is left (blocked)".
 """
 
 from __future__ import annotations

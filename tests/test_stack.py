@@ -252,6 +252,26 @@ def test_a_bad_frame_below_the_reference_stops_the_alignment(moving_stack):
         align_frames(read, len(frames), reference=3)
 
 
+def test_an_error_in_one_walk_stops_the_other(moving_stack):
+    import time
+
+    from focusfuse.align import align_frames
+
+    frames, above = moving_stack.frames, []
+
+    def read(k):
+        if k == 1:
+            raise ValueError("frame 1 is unreadable")
+        if k > 2:
+            above.append(k)
+            time.sleep(0.05)
+        return frames[k % len(frames)]
+
+    with pytest.raises(ValueError, match="frame 1 is unreadable"):
+        align_frames(read, 12, reference=2)
+    assert len(above) < 9  # not every frame above the reference was read
+
+
 # errors ------------------------------------------------------------------------------------
 
 def test_cnn_dtcwt_does_not_fuse_stacks(scene):

@@ -223,6 +223,13 @@ def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | 
     done = [1]
 
     def walk(direction):
+        try:
+            links(direction)
+        except BaseException:  # an error or Ctrl-C: the other walk stops at its next frame
+            stop.set()
+            raise
+
+    def links(direction):
         """Link each frame to the last one that aligned, outwards from the reference (the
         two directions share nothing but the reference, so they run side by side)."""
         last, (template, _) = ref, (ref_gray, ref_small)
@@ -252,13 +259,15 @@ def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | 
             try:
                 walk(1)
                 below.result()
-            except BaseException:  # an error or Ctrl-C: the other walk stops at its next frame
+            except BaseException:  # Ctrl-C while waiting for the other walk stops it too
                 stop.set()
                 raise
     else:
         walk(1)
         walk(-1)
-    result.failed.sort()
+    result.failed.sort()  # in frame order, whichever walk finished first
+    result.reasons = {k: result.reasons[k] for k in result.failed}
+    result.correlations = dict(sorted(result.correlations.items()))
     for k, m in enumerate(transforms):  # a tripod's frames: no resampling for nothing
         if m is not None and k != ref and _displacement(m, shape) < SNAP_PIXELS:
             transforms[k] = np.eye(2, 3)

@@ -209,22 +209,22 @@ REFERENCE_BYTES = 1 << 30
 class ReferenceScorer:
     """Scores of gray images against one fixed ``reference`` with the paper layout:
     ``ReferenceScorer(model, reference, ...)(image)`` is ``score_map(model, image,
-    reference, ...)`` to rounding (the same in float32 to about 1e-5), at about half its
-    cost for every image after the first.
+    reference, ...)`` to rounding (in float32 within 2e-5), each call at a little over half
+    the cost of a pair (the reference's share is paid once, when the scorer is made).
 
     The 256-unit layer is linear up to its ReLU, so a pair's pre-activation is the first
     image's share plus the second's (:meth:`~focusfuse.models.FocusNet.hidden_part`): the
     reference's share is computed here once per tile and kept, 256 values per score
     (bfloat16 when the network runs in bfloat16, else float32); each image then costs one
     branch pass and its own share. ``budget``: the most bytes kept (None:
-    :data:`REFERENCE_BYTES`); :attr:`fits` is False
-    (and nothing is computed) when the reference needs more, so that the caller scores
-    pairs instead. Options as :func:`score_map`.
+    :data:`REFERENCE_BYTES`); :attr:`fits` is False (and nothing is computed) when the
+    reference needs more, so that the caller scores pairs instead. ``progress(done,
+    total)``: after each tile of the reference. Other options as :func:`score_map`.
     """
 
     def __init__(self, model: FocusNet, reference: np.ndarray, *, precision: str = "auto",
                  device: str = "auto", tile: int | None = None, head: str = "auto",
-                 compile: bool = False, budget: int | None = None):
+                 compile: bool = False, budget: int | None = None, progress=None):
         if model.fc1 is None:
             raise ValueError("ReferenceScorer is for the paper layout (with the 256-unit "
                              "layer); score the frames of the others on their own (frame_score_map)")
@@ -238,19 +238,29 @@ class ReferenceScorer:
         budget = REFERENCE_BYTES if budget is None else budget
         self.fits = h * w * model.hidden * self.dtype.itemsize <= budget
         self.parts: dict = {}
-        if self.fits:
-            with torch.inference_mode():
-                for t in plan.tiles:
-                    part = self._part(plan.crop((reference,), t), t, 1)
-                    self.parts[t] = part.to(self.dtype)
+        self.kernel = None
+        if not self.fits:
+            return
+        # the second image's spectrum is needed here only; the first's for every call
+        kernel = plan.model.fc1_part_kernel(1) if plan.spectral else None
+        with torch.inference_mode():
+            for i, t in enumerate(plan.tiles):
+                part = self._part(plan.crop((reference,), t), t, 1, kernel)
+                # a copy of its own: the spectral head's output is a view of a padded buffer
+                self.parts[t] = part.to(dtype=self.dtype, memory_format=torch.channels_last,
+                                        copy=True)
+                if progress:
+                    progress(i + 1, len(plan.tiles))
+        del kernel
+        self.kernel = plan.model.fc1_part_kernel(0) if plan.spectral else None
 
-    def _part(self, x: torch.Tensor, tile, which: int) -> torch.Tensor:
+    def _part(self, x: torch.Tensor, tile, which: int, kernel) -> torch.Tensor:
         plan = self.plan
         window = plan.window(tile)
         with torch.autocast(plan.device_type, dtype=torch.bfloat16, enabled=plan.bf16):
             feats = _window_features(plan.model, x, self.compile, window)
-            spectral = plan.spectral and window[2] * window[3] >= SPECTRAL_MIN_SCORES
-            return plan.model.hidden_part(feats, which, spectral=spectral)
+            spectral = kernel is not None and window[2] * window[3] >= SPECTRAL_MIN_SCORES
+            return plan.model.hidden_part(feats, which, kernel=kernel if spectral else None)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if not self.fits:
@@ -262,7 +272,7 @@ class ReferenceScorer:
         out = np.empty(plan.shape, np.float32)
         with torch.inference_mode():
             for t in plan.tiles:
-                first = self._part(plan.crop((image,), t), t, 0)
+                first = self._part(plan.crop((image,), t), t, 0, self.kernel)
                 margin = plan.model.margin_from_parts(first, self.parts[t])
                 (i0, i1, _, _), (j0, j1, _, _) = t
                 out[i0:i1, j0:j1] = torch.sigmoid(margin).cpu().numpy()

@@ -143,7 +143,8 @@ def _cnn_stack(frames: Frames, order: list[int], options, report):
         reference = (total / n).astype(np.float32)
         del total
         # the mean's share of the 256-unit layer computed once, not once per frame
-        scorer = ReferenceScorer(model, reference, **net)
+        scorer = ReferenceScorer(model, reference, **net,
+                                 progress=lambda done, total: report("reference", done, total))
         if scorer.fits:
             scores = scorer
         else:

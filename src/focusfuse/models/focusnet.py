@@ -132,21 +132,23 @@ class FocusNet(nn.Module):
             self._spectral_cache = cached
         return cached[1]
 
-    def _spectral_fc1_part(self, part: int) -> SpectralKernel:
-        """fc1's kernel on one image's features (part 0: the first image's, 1: the second's)
-        as a spectrum, computed once per version of the weights."""
-        key = (self.fc1.weight._version, self.fc1.weight.data_ptr(), self.fc1.weight.device)
-        cache = self.__dict__.setdefault("_spectral_parts", {})
-        if part not in cache or cache[part][0] != key:
-            c = self.widths[2]
-            w1 = self.fc1.weight.detach().view(self.hidden, 2 * c, _FEAT, _FEAT)
-            cache[part] = (key, SpectralKernel(w1[:, part * c:(part + 1) * c]))
-        return cache[part][1]
+    def fc1_part_kernel(self, part: int) -> SpectralKernel:
+        """fc1's weights on one image's features (``part`` 0: the first image's, 1: the
+        second's), prepared for :func:`~focusfuse.models.spectral.spectral_conv2d`. Not kept
+        on the model: its spectrum (hundreds of MB) lives as long as the caller keeps it."""
+        if part not in (0, 1):
+            raise ValueError(f"part must be 0 (the first image) or 1 (the second); got {part!r}")
+        c = self.widths[2]
+        w1 = self.fc1.weight.detach().view(self.hidden, 2 * c, _FEAT, _FEAT)
+        return SpectralKernel(w1[:, part * c:(part + 1) * c])
 
-    def hidden_part(self, feats: torch.Tensor, part: int, *, spectral: bool = False) -> torch.Tensor:
+    def hidden_part(self, feats: torch.Tensor, part: int, *,
+                    kernel: SpectralKernel | None = None) -> torch.Tensor:
         """One image's share of the 256-unit layer, before its bias and ReLU: the layer's
         weights on the first image's features (``part`` 0) or on the second's (1) applied to
-        ``feats`` (1, C, h, w) as an 8×8 correlation, float32 (1, 256, h − 7, w − 7).
+        ``feats`` (1, C, h, w) as an 8×8 correlation, float32 (1, hidden, h − 7, w − 7) (by
+        overlap-save DFT with ``kernel``, that part's :meth:`fc1_part_kernel`: a
+        channels-last view; else directly).
 
         The layer is linear up to its ReLU, so a pair's pre-activation is the sum of its two
         images' parts and the bias (:meth:`margin_from_parts`): the part of an image scored
@@ -154,9 +156,9 @@ class FocusNet(nn.Module):
         if feats.shape[0] != 1 or part not in (0, 1):
             raise ValueError(f"need one image's features (1, C, h, w) and part 0 or 1; got "
                              f"{tuple(feats.shape)} and {part!r}")
-        if spectral:
+        if kernel is not None:
             with torch.autocast(feats.device.type, enabled=False):
-                return spectral_conv2d(feats, self._spectral_fc1_part(part))
+                return spectral_conv2d(feats, kernel)
         c = feats.shape[1]
         w1 = self.fc1.weight.view(self.hidden, 2 * c, _FEAT, _FEAT)[:, part * c:(part + 1) * c]
         return F.conv2d(feats, w1.to(feats.dtype)).float()
