@@ -407,6 +407,27 @@ def test_qp_is_negative_when_fused_features_move_between_the_sources():
     assert fm.qp(a, b, a) > 0.99
 
 
+def test_qp_keeps_the_sources_phase_congruency_by_content(monkeypatch):
+    from focusfuse.metrics import phase_congruency as pcm
+
+    a, b = _lines(0, 60, 200), _lines(0, 90, 170)
+    fused = [_lines(k, 60, 200) for k in (1, 2, 4)]
+    fresh = []
+    for f in fused:  # each image computed anew
+        pcm._kept.clear()
+        fresh.append(fm.qp(a, b, f))
+    computed = []
+    real = pcm.phase_congruency
+    monkeypatch.setattr(pcm, "phase_congruency", lambda x: computed.append(1) or real(x))
+    pcm._kept.clear()
+    assert [fm.qp(a, b, f) for f in fused] == fresh  # the same values, bit for bit
+    assert len(computed) == 2 + len(fused)  # the sources once
+    b[0, 0] += 1  # new pixels in the same array: computed again
+    fm.qp(a, b, fused[0])
+    assert len(computed) == 2 + len(fused) + 1
+    assert len(pcm._kept) <= pcm._KEEP
+
+
 def test_phase_congruency_finds_a_step_edge():
     img = np.zeros((48, 48))
     img[:, 24:] = 200.0

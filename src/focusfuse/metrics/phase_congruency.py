@@ -32,6 +32,9 @@ statistics use ``filter2`` 'same' (zero padding).
 from __future__ import annotations
 
 import functools
+import hashlib
+import threading
+from collections import OrderedDict
 
 import numpy as np
 from scipy import fft as sfft
@@ -236,10 +239,38 @@ def _correlation(f1, f2, f_max, ff, mask1, mask2, mask3) -> float:
     return float(best.sum() / mask3.sum())
 
 
+#: images whose phase congruency is kept, by content: the two sources of a pair and the
+#: fused images scored against them (a benchmark scores several methods per pair, and
+#: each source's maps, two thirds of QP's work, are then computed once)
+_KEEP = 6
+_kept: OrderedDict = OrderedDict()
+_kept_lock = threading.Lock()
+
+
+def _kept_phase_congruency(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`phase_congruency` of ``gray``, from the last :data:`_KEEP` images' if its
+    pixels are one of theirs (read-only arrays)."""
+    gray = np.ascontiguousarray(gray, np.float64)
+    key = (gray.shape, hashlib.sha1(gray).digest())
+    with _kept_lock:
+        maps = _kept.get(key)
+        if maps is not None:
+            _kept.move_to_end(key)
+            return maps
+    maps = phase_congruency(gray)
+    for m in maps:
+        m.setflags(write=False)
+    with _kept_lock:
+        _kept[key] = maps
+        while len(_kept) > _KEEP:
+            _kept.popitem(last=False)
+    return maps
+
+
 def _qp_gray(ga: np.ndarray, gb: np.ndarray, gf: np.ndarray) -> float:
-    pc1, big1, small1 = phase_congruency(ga)
-    pc2, big2, small2 = phase_congruency(gb)
-    pcf, bigf, smallf = phase_congruency(gf)
+    pc1, big1, small1 = _kept_phase_congruency(ga)
+    pc2, big2, small2 = _kept_phase_congruency(gb)
+    pcf, bigf, smallf = _kept_phase_congruency(gf)
     take1 = pc1 > pc2
     mask1 = pc1 > _FEATURE_THRESHOLD
     mask2 = pc2 > _FEATURE_THRESHOLD
