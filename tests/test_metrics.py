@@ -426,6 +426,10 @@ def test_qp_keeps_the_sources_phase_congruency_by_content(monkeypatch):
     fm.qp(a, b, fused[0])
     assert len(computed) == 2 + len(fused) + 1
     assert len(pcm._kept) <= pcm._KEEP
+    monkeypatch.setattr(pcm, "_KEEP_BYTES", a.size * 24 * 2)  # room for two images' maps
+    pcm._kept.clear()
+    fm.qp(a, b, fused[0])
+    assert len(pcm._kept) == 2  # the oldest left to make room
 
 
 def test_phase_congruency_finds_a_step_edge():

@@ -241,8 +241,11 @@ def _correlation(f1, f2, f_max, ff, mask1, mask2, mask3) -> float:
 
 #: images whose phase congruency is kept, by content: the two sources of a pair and the
 #: fused images scored against them (a benchmark scores several methods per pair, and
-#: each source's maps, two thirds of QP's work, are then computed once)
+#: each source's maps, two thirds of QP's work, are then computed once); at most
+#: :data:`_KEEP_BYTES` of maps (24 bytes a pixel: six 520×520 images take 39 MB, and
+#: the maps of an image over 7 megapixels are not kept)
 _KEEP = 6
+_KEEP_BYTES = 160 * 2**20
 _kept: OrderedDict = OrderedDict()
 _kept_lock = threading.Lock()
 
@@ -260,10 +263,12 @@ def _kept_phase_congruency(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     maps = phase_congruency(gray)
     for m in maps:
         m.setflags(write=False)
-    with _kept_lock:
-        _kept[key] = maps
-        while len(_kept) > _KEEP:
-            _kept.popitem(last=False)
+    size = lambda entry: sum(m.nbytes for m in entry)  # noqa: E731
+    if size(maps) <= _KEEP_BYTES:
+        with _kept_lock:
+            _kept[key] = maps
+            while len(_kept) > _KEEP or sum(size(e) for e in _kept.values()) > _KEEP_BYTES:
+                _kept.popitem(last=False)
     return maps
 
 
