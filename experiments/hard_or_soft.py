@@ -17,7 +17,10 @@ scores it both ways, from fully hard to fully soft:
   source pixel wherever the learned result is within T of one;
 - ``closestW``: every pixel from the source closer to ``learned-pyramid`` in a W×W window
   (a hard decision placed by the learned result);
-- ``laplacian`` (truth folders only).
+- ``laplacian`` (truth folders only);
+- ``truth-placedW`` (truth folders only; a ceiling, not a method): every pixel from the
+  source closer to the *truth* in a W×W window, the best that a hard decision smooth at
+  that scale can do.
 
 Lytro scores are on 8-bit outputs as ``focusfuse bench`` gives them; the truth folders'
 PSNR and SSIM are ``focusfuse.metrics.psnr``/``ssim`` on the whole image (no
@@ -27,7 +30,7 @@ on pairs made from BSDS500 training JPEGs, not on the held-out PNGs or on Lytro:
     focusfuse make-truth ../shared/data/bsds500 --out /tmp/truth-jpg --suffix .jpg --count 20 --seed 11
     .venv/bin/python experiments/hard_or_soft.py --lytro --truth /tmp/truth-jpg/clean /tmp/truth-jpg/noisy
 
-Published in docs/learned.md, "Hard or soft: why the Lytro target is left (blocked)".
+Published in docs/learned.md, "Hard or soft: why the Lytro target is not met".
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ METRICS = [("QMI", M.qmi), ("QNCIE", M.qncie), ("QG", M.qg), ("QP", M.qp), ("QE"
 BANDS = (4, 8, 16)
 SNAPS = (1, 2, 4)
 WINDOWS = (3, 5, 9, 15)
+TRUTH_WINDOWS = (5, 9)
 
 
 def _channels(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -121,7 +125,13 @@ def truth_table(folder: Path) -> None:
     rows: dict[str, list] = {}
     for name in names:
         a, b, truth = (ff.read_image(folder / f"{name}-{s}.png") for s in ("A", "B", "truth"))
-        for method, fused in candidates(a, b, True).items():
+        out = candidates(a, b, True)
+        ea = ((a - truth) ** 2).reshape(*a.shape[:2], -1).sum(-1)
+        eb = ((b - truth) ** 2).reshape(*b.shape[:2], -1).sum(-1)
+        for w in TRUTH_WINDOWS:
+            closer_a = ndi.uniform_filter(ea, w) <= ndi.uniform_filter(eb, w)
+            out[f"truth-placed{w}"] = np.where(_channels(closer_a, a), a, b)
+        for method, fused in out.items():
             rows.setdefault(method, []).append([M.psnr(fused, truth), M.ssim(fused, truth)])
     print(f"| {folder} ({len(names)} pairs) | PSNR dB | SSIM |\n|---|---|---|")
     for method, values in rows.items():
