@@ -1,0 +1,196 @@
+"""A hard decision trained against the truth (issue 18's Lytro lead; an experiment, not a method).
+
+``experiments/hard_or_soft.py`` found that only a one-source-per-pixel decision reaches the
+Lytro metrics' values, and that such a decision beats ``laplacian`` against the truth only
+when it is placed nearly as well as the truth itself would place it (``truth-placed5``: the
+source closer to the truth in 5×5 windows). This trains a small network for exactly that
+choice and scores its hard decision both ways.
+
+- **Data.** Two-source scenes rendered from BSDS500's training JPEGs by the generator
+  ``focusfuse train --arch bandnet`` uses (:func:`focusfuse.train.bands._render` with two
+  frames: clean and noisy, pairs with two focus planes and pairs with spread depths); the
+  test PNGs are never read.
+- **Network.** Five 3×3 convolutions, 16 wide (``--width``), dilated 1, 2, 4, 8, 16 (a 63-pixel field),
+  on (A, B, A − B) in gray; the logit of taking A is ``g(A, B) − g(B, A)``, so swapping the
+  sources negates it.
+- **Loss.** With ``e_A``, ``e_B`` the 5×5 means of each source's squared error to the truth
+  and ``p`` the sigmoid of the logit: ``mean(p·e_A + (1 − p)·e_B)``, the expected error of
+  a hard choice drawn with probability ``p``. Each pixel weighs by what choosing wrongly
+  there costs. Adam, learning rate 2e-3, 128-px crops, batch 8.
+- **Fusion.** Every pixel is from A where the logit is positive, else from B. There is no
+  smoothing and no small-region removal.
+
+::
+
+    focusfuse make-truth ../shared/data/bsds500 --out /tmp/truth-bsds --variants clean,noisy
+    .venv/bin/python experiments/hard_decision.py --steps 800 --eval /tmp/truth-bsds --lytro
+
+Published in docs/learned.md, "A trained hard decision".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+class HardNet(nn.Module):
+    def __init__(self, width: int = 16, dilations=(1, 2, 4, 8, 16)):
+        super().__init__()
+        layers, c = [], 3
+        for d in dilations:
+            layers.append(nn.Conv2d(c, width, 3, padding=d, dilation=d))
+            c = width
+        self.body = nn.ModuleList(layers)
+        self.out = nn.Conv2d(width, 1, 1)
+
+    def _g(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([a, b, a - b], 1)
+        for conv in self.body:
+            x = F.relu(conv(x))
+        return self.out(x)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) gray sources → (N, 1, H, W) logit of taking A."""
+        return self._g(a, b) - self._g(b, a)
+
+
+def _box5(x: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool2d(x, 5, 1, 2, count_include_pad=False)
+
+
+def scenes(count: int, seed: int, crop: int) -> list[dict]:
+    from focusfuse.train.bands import _render
+
+    files = sorted(p for p in (REPO.parent / "shared" / "data" / "bsds500").rglob("*.jpg"))
+    if not files:
+        raise SystemExit("needs the BSDS500 training JPEGs in ../shared/data/bsds500")
+    return _render(files, count, 2, seed, crop)
+
+
+def train(model: HardNet, data: list[dict], steps: int, crop: int, seed: int, lr: float) -> list:
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    log, running = [], []
+    for step in range(1, steps + 1):
+        xs, ts = [], []
+        for _ in range(8):
+            s = data[rng.integers(len(data))]
+            _, h, w = s["frames"].shape
+            y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
+            xs.append(s["frames"][:, y:y + crop, x:x + crop])
+            ts.append(s["truth"][y:y + crop, x:x + crop])
+        frames = torch.from_numpy(np.stack(xs)).float()  # (8, 2, h, w)
+        truth = torch.from_numpy(np.stack(ts)).float()[:, None]
+        a, b = frames[:, :1], frames[:, 1:]
+        p = torch.sigmoid(model(a, b))
+        ea, eb = _box5((a - truth) ** 2), _box5((b - truth) ** 2)
+        loss = (p * ea + (1 - p) * eb)[..., 8:-8, 8:-8].mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        running.append(loss.item())
+        if step % 100 == 0:
+            log.append((step, float(np.mean(running))))
+            print(f"step {step}: loss {np.mean(running):.3e}", file=sys.stderr, flush=True)
+            running = []
+    return log
+
+
+@torch.inference_mode()
+def fuse(model: HardNet, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from focusfuse.color import to_gray
+
+    ga = torch.from_numpy(np.ascontiguousarray(to_gray(a), np.float32))[None, None]
+    gb = torch.from_numpy(np.ascontiguousarray(to_gray(b), np.float32))[None, None]
+    take_a = (model(ga, gb)[0, 0] > 0).numpy()
+    return np.where(take_a[..., None] if a.ndim == 3 else take_a, a, b)
+
+
+def evaluate(model: HardNet, folder: Path) -> None:
+    import focusfuse as ff
+    from focusfuse import metrics as M
+
+    rows: dict[str, list] = {}
+    for name in sorted(p.name[:-6] for p in folder.glob("*-A.png")):
+        a, b, t = (ff.read_image(folder / f"{name}-{s}.png") for s in ("A", "B", "truth"))
+        for method, fused in (("hard-net", fuse(model, a, b)),
+                              ("laplacian", ff.fuse([a, b], method="laplacian").fused),
+                              ("learned-pyramid", ff.fuse([a, b], method="learned-pyramid").fused)):
+            rows.setdefault(method, []).append([M.psnr(fused, t), M.ssim(fused, t)])
+    print(f"| {folder} ({len(rows['laplacian'])} pairs) | PSNR dB | SSIM |\n|---|---|---|")
+    for method, v in rows.items():
+        print(f"| {method} | {np.mean(v, 0)[0]:.2f} | {np.mean(v, 0)[1]:.4f} |")
+    print()
+
+
+def lytro(model: HardNet) -> None:
+    from _lytro import lytro_pairs
+
+    from focusfuse import metrics as M
+
+    names = ("QMI", "QNCIE", "QG", "QP", "QE", "QY", "QCB", "QCV")
+    fns = (M.qmi, M.qncie, M.qg, M.qp, M.qe, M.qy, M.qcb, M.qcv)
+    eight = lambda x: np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)  # noqa: E731
+    values = []
+    for a, b in lytro_pairs():
+        a8, b8, f8 = eight(a), eight(b), eight(fuse(model, a, b))
+        values.append([fn(a8, b8, f8) for fn in fns])
+    print("| Lytro | " + " | ".join(names) + " |\n|---" * 1 + "|---" * len(names) + "|")
+    print("| hard-net | " + " | ".join(f"{v:.4f}" for v in np.mean(values, 0)) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--scenes", type=int, default=120)
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--width", type=int, default=16, help="channels of each convolution")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval", type=Path, nargs="*", default=[],
+                        help="focusfuse make-truth folders with VARIANT/ subfolders or pairs")
+    parser.add_argument("--lytro", action="store_true")
+    parser.add_argument("--save", type=Path, default=None, help="write the weights (safetensors)")
+    parser.add_argument("--load", type=Path, default=None,
+                        help="weights written by --save: evaluate them, no training")
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    model = HardNet(args.width)
+    if args.load:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(args.load)))
+    else:
+        t0 = time.perf_counter()
+        data = scenes(args.scenes, args.seed, args.crop)
+        print(f"rendered {len(data)} scenes in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        t0 = time.perf_counter()
+        train(model, data, args.steps, args.crop, args.seed, args.lr)
+        print(f"trained {args.steps} steps in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    model.eval()
+    if args.save:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.save))
+    for folder in args.eval:
+        subs = [d for d in sorted(folder.iterdir()) if d.is_dir()] or [folder]
+        for d in subs:
+            evaluate(model, d)
+    if args.lytro:
+        lytro(model)
+
+
+if __name__ == "__main__":
+    main()
