@@ -226,6 +226,16 @@ def test_alignment_recovers_the_motion_on_both_sides_of_the_reference(moving_sta
     assert not overlaps  # never a progress line while a frame is read
     assert len(threads) == 2  # the frames above and below the reference on two threads
     assert not al.failed
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # as a batch worker given one thread: one walk after the other
+    try:
+        threads.clear()
+        one = align_frames(read, len(frames), reference=ref)
+    finally:
+        cv2.setNumThreads(before)
+    assert len(threads) == 1
+    for m1, m2 in zip(one.transforms, al.transforms):
+        np.testing.assert_array_equal(m1, m2)  # the same transforms either way
     h, w = al.shape
     yy, xx = np.mgrid[0:h:8, 0:w:8]
     points = np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)], 1)

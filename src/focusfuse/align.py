@@ -192,8 +192,9 @@ def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | 
     """Estimate the :class:`Alignment` of ``n`` frames, ``read(k)`` giving frame k (float
     in [0, 1], (H, W) or (H, W, C)), in focus order. ``reference``: the frame the others
     are mapped onto (default: the middle one, :func:`middle_frame` with ``reference_key``).
-    The frames after the reference and those before it are linked on two threads (``read``
-    and ``progress`` are called from both, never at once)."""
+    The frames after the reference and those before it are linked on two threads when
+    OpenCV may use more than one (``read`` and ``progress`` are called from both, never at
+    once)."""
     if n < 1:
         raise ValueError("nothing to align")
     ref = middle_frame(n, reference_key) if reference is None else reference
@@ -253,7 +254,9 @@ def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | 
                     progress("align", done[0], n)
             k += direction
 
-    if 0 < ref < n - 1:
+    # two walks side by side when OpenCV may use two threads or more (a focusfuse batch
+    # worker given one thread aligns in one)
+    if 0 < ref < n - 1 and cv2.getNumThreads() > 1:
         with ThreadPoolExecutor(1) as pool:  # OpenCV and the decoders release the GIL
             below = pool.submit(walk, -1)
             try:
