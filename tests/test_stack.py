@@ -221,12 +221,16 @@ def test_alignment_recovers_the_motion_on_both_sides_of_the_reference(moving_sta
         overlaps.extend(busy)
 
     ref = 2
-    al = align_frames(read, len(frames), reference=ref, progress=progress)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)  # OpenCV may use two threads: the two walks side by side
+    try:
+        al = align_frames(read, len(frames), reference=ref, progress=progress)
+    finally:
+        cv2.setNumThreads(before)
     assert sorted(reads) == list(range(len(frames)))  # every frame read once
     assert not overlaps  # never a progress line while a frame is read
     assert len(threads) == 2  # the frames above and below the reference on two threads
     assert not al.failed
-    before = cv2.getNumThreads()
     cv2.setNumThreads(1)  # as a batch worker given one thread: one walk after the other
     try:
         threads.clear()
