@@ -9,7 +9,7 @@ included) and each metric alone, after one warm-up call, and prints the median a
 spread (min..max and interquartile range) with the machine it ran on. QP keeps the phase
 congruency of the last images it saw, by content; every timed call starts without it (a
 pair's first triplet), and one more row times a second method's output on the same pair
-(the sources' maps kept, as in a benchmark of several methods). The triplet is
+(the sources' maps kept, as when several methods' outputs are scored pair by pair). The triplet is
 Lytro pair 01 with the survey's CNN result from ``../shared`` when that folder exists,
 otherwise a seeded synthetic 520 x 520 triplet. Target: at most 1 s for all eight.
 """

@@ -16,14 +16,23 @@ choice and scores its hard decision both ways.
 - **Loss.** With ``e_A``, ``e_B`` the 5×5 means of each source's squared error to the truth
   and ``p`` the sigmoid of the logit: ``mean(p·e_A + (1 − p)·e_B)``, the expected error of
   a hard choice drawn with probability ``p``. Each pixel weighs by what choosing wrongly
-  there costs. Adam, learning rate 2e-3, 128-px crops, batch 8.
+  there costs. Adam, learning rate 2e-3, 128-px crops, batch 8. The loss is taken 8 px in
+  from the crop's edges, so most of its pixels see the crop's zero padding within the
+  63-pixel field (at inference only the image's border does): a simplification that may
+  cost it.
 - **Fusion.** Every pixel is from A where the logit is positive, else from B. There is no
   smoothing and no small-region removal.
 
 ::
 
     focusfuse make-truth ../shared/data/bsds500 --out /tmp/truth-bsds --variants clean,noisy
-    .venv/bin/python experiments/hard_decision.py --steps 800 --eval /tmp/truth-bsds --lytro
+    .venv/bin/python experiments/hard_decision.py --save runs/hardnet.safetensors
+    .venv/bin/python experiments/hard_decision.py --load runs/hardnet.safetensors \
+        --eval /tmp/truth-bsds/clean /tmp/truth-bsds/noisy --lytro
+
+The training scenes are drawn (with replacement) from all of BSDS500's training JPEGs, so
+pairs made by ``focusfuse make-truth --suffix .jpg`` share images with them (with other
+blurs); only the held-out PNGs are a clean test.
 
 Published in docs/learned.md, "A trained hard decision".
 """
@@ -153,8 +162,8 @@ def lytro(model: HardNet) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--scenes", type=int, default=120)
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--scenes", type=int, default=160)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=16, help="channels of each convolution")

@@ -425,11 +425,22 @@ def test_qp_keeps_the_sources_phase_congruency_by_content(monkeypatch):
     b[0, 0] += 1  # new pixels in the same array: computed again
     fm.qp(a, b, fused[0])
     assert len(computed) == 2 + len(fused) + 1
-    assert len(pcm._kept) <= pcm._KEEP
+    assert all(not m.flags.writeable for maps in pcm._kept.values() for m in maps)
+    more = [_lines(k, 50 + k, 210) for k in range(5)]  # 2 sources + 5 outputs: one too many
+    for f in more:
+        fm.qp(a, b, f)
+    assert len(pcm._kept) == pcm._KEEP
+    computed.clear()
+    fm.qp(more[0], a, b)  # more[0], the oldest output, was left out; a and b were kept
+    assert len(computed) == 1
     monkeypatch.setattr(pcm, "_KEEP_BYTES", a.size * 24 * 2)  # room for two images' maps
     pcm._kept.clear()
     fm.qp(a, b, fused[0])
     assert len(pcm._kept) == 2  # the oldest left to make room
+    computed.clear()
+    fm.qp(a, a, a)
+    assert len(computed) == 1  # a, the oldest, had gone
+    pcm._kept.clear()
 
 
 def test_phase_congruency_finds_a_step_edge():

@@ -266,7 +266,16 @@ def test_a_bad_frame_below_the_reference_stops_the_alignment(moving_stack):
         align_frames(read, len(frames), reference=3)
 
 
-def test_an_error_in_one_walk_stops_the_other(moving_stack):
+@pytest.fixture
+def two_cv_threads():
+    """OpenCV allowed two threads (the alignment's two walks side by side), then as before."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    yield
+    cv2.setNumThreads(before)
+
+
+def test_an_error_in_one_walk_stops_the_other(moving_stack, two_cv_threads):
     import time
 
     from focusfuse.align import align_frames
@@ -284,6 +293,9 @@ def test_an_error_in_one_walk_stops_the_other(moving_stack):
     with pytest.raises(ValueError, match="frame 1 is unreadable"):
         align_frames(read, 12, reference=2)
     assert len(above) < 9  # not every frame above the reference was read
+    cv2.setNumThreads(1)  # one walk after the other: the same error
+    with pytest.raises(ValueError, match="frame 1 is unreadable"):
+        align_frames(read, 12, reference=2)
 
 
 # errors ------------------------------------------------------------------------------------

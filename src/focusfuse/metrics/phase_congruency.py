@@ -240,10 +240,12 @@ def _correlation(f1, f2, f_max, ff, mask1, mask2, mask3) -> float:
 
 
 #: images whose phase congruency is kept, by content: the two sources of a pair and the
-#: fused images scored against them (a benchmark scores several methods per pair, and
-#: each source's maps, two thirds of QP's work, are then computed once); at most
-#: :data:`_KEEP_BYTES` of maps (24 bytes a pixel: six 520×520 images take 39 MB, and
-#: the maps of an image over 7 megapixels are not kept)
+#: fused images scored against them, so that a caller scoring several methods' outputs
+#: for one pair in a row (as tests/test_metrics_reference.py does) computes each source's
+#: maps, two thirds of QP's work, once; at most :data:`_KEEP_BYTES` of maps (24 bytes a
+#: pixel: six 520×520 images take 39 MB, and the maps of an image of 7 megapixels or
+#: more are not kept). ``focusfuse bench`` scores a method over all pairs before the
+#: next method, so it gains nothing from this.
 _KEEP = 6
 _KEEP_BYTES = 160 * 2**20
 _kept: OrderedDict = OrderedDict()
@@ -254,6 +256,8 @@ def _kept_phase_congruency(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     """:func:`phase_congruency` of ``gray``, from the last :data:`_KEEP` images' if its
     pixels are one of theirs (read-only arrays)."""
     gray = np.ascontiguousarray(gray, np.float64)
+    if 3 * gray.nbytes > _KEEP_BYTES:  # its three float64 maps could not be kept
+        return phase_congruency(gray)
     key = (gray.shape, hashlib.sha1(gray).digest())
     with _kept_lock:
         maps = _kept.get(key)
