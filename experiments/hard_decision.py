@@ -19,7 +19,7 @@ choice and scores its hard decision both ways.
   there costs. Adam, learning rate 2e-3, 128-px crops, batch 8. The loss is taken 8 px in
   from the crop's edges, so most of its pixels see the crop's zero padding within the
   63-pixel field (at inference only the image's border does): a simplification that may
-  cost it.
+  cost it (``--margin 31`` with larger ``--crop`` leaves the padding out).
 - **Fusion.** Every pixel is from A where the logit is positive, else from B. There is no
   smoothing and no small-region removal.
 
@@ -87,7 +87,8 @@ def scenes(count: int, seed: int, crop: int) -> list[dict]:
     return _render(files, count, 2, seed, crop)
 
 
-def train(model: HardNet, data: list[dict], steps: int, crop: int, seed: int, lr: float) -> list:
+def train(model: HardNet, data: list[dict], steps: int, crop: int, seed: int, lr: float,
+          margin: int = 8) -> list:
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     log, running = [], []
@@ -104,7 +105,7 @@ def train(model: HardNet, data: list[dict], steps: int, crop: int, seed: int, lr
         a, b = frames[:, :1], frames[:, 1:]
         p = torch.sigmoid(model(a, b))
         ea, eb = _box5((a - truth) ** 2), _box5((b - truth) ** 2)
-        loss = (p * ea + (1 - p) * eb)[..., 8:-8, 8:-8].mean()
+        loss = (p * ea + (1 - p) * eb)[..., margin:-margin, margin:-margin].mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -167,6 +168,8 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=16, help="channels of each convolution")
+    parser.add_argument("--margin", type=int, default=8,
+                        help="pixels left out of the loss at each crop edge (31: none sees the padding)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval", type=Path, nargs="*", default=[],
                         help="focusfuse make-truth folders with VARIANT/ subfolders or pairs")
@@ -186,7 +189,7 @@ def main() -> None:
         data = scenes(args.scenes, args.seed, args.crop)
         print(f"rendered {len(data)} scenes in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         t0 = time.perf_counter()
-        train(model, data, args.steps, args.crop, args.seed, args.lr)
+        train(model, data, args.steps, args.crop, args.seed, args.lr, args.margin)
         print(f"trained {args.steps} steps in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     model.eval()
     if args.save:
