@@ -149,14 +149,12 @@ def lytro(model: HardNet) -> None:
 
     from focusfuse import metrics as M
 
-    names = ("QMI", "QNCIE", "QG", "QP", "QE", "QY", "QCB", "QCV")
-    fns = (M.qmi, M.qncie, M.qg, M.qp, M.qe, M.qy, M.qcb, M.qcv)
     eight = lambda x: np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)  # noqa: E731
     values = []
     for a, b in lytro_pairs():
         a8, b8, f8 = eight(a), eight(b), eight(fuse(model, a, b))
-        values.append([fn(a8, b8, f8) for fn in fns])
-    print("| Lytro | " + " | ".join(names) + " |\n|---" * 1 + "|---" * len(names) + "|")
+        values.append(list(M.evaluate(a8, b8, f8).values()))
+    print("| Lytro | " + " | ".join(M.METRICS) + " |\n" + "|---" * (len(M.METRICS) + 1) + "|")
     print("| hard-net | " + " | ".join(f"{v:.4f}" for v in np.mean(values, 0)) + " |")
 
 

@@ -36,6 +36,7 @@ Published in docs/learned.md, "Hard or soft: why the Lytro target is not met".
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
@@ -48,8 +49,6 @@ from focusfuse.color import to_gray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-METRICS = [("QMI", M.qmi), ("QNCIE", M.qncie), ("QG", M.qg), ("QP", M.qp), ("QE", M.qe),
-           ("QY", M.qy), ("QCB", M.qcb), ("QCV", M.qcv)]
 BANDS = (4, 8, 16)
 SNAPS = (1, 2, 4)
 WINDOWS = (3, 5, 9, 15)
@@ -95,27 +94,23 @@ def lytro_table() -> None:
         a8, b8 = eight(a), eight(b)
         for name, fused in candidates(a, b, False).items():
             f8 = eight(fused)
-            rows.setdefault(name, []).append([fn(a8, b8, f8) for _, fn in METRICS])
+            rows.setdefault(name, []).append(list(M.evaluate(a8, b8, f8).values()))
         print(f"lytro-{i:02d}", file=sys.stderr, flush=True)
-    published = {}
-    with open(SHARED / "reference" / "liu2020-survey" / "lytro" / "averages.csv") as f:
-        header = f.readline().strip().split(",")[1:]
-        for line in f:
-            name, *values = line.strip().split(",")
-            published[name] = dict(zip(header, map(float, values)))
+    with open(SHARED / "reference" / "liu2020-survey" / "lytro" / "averages.csv", newline="") as f:
+        published = {r["method"]: {m: float(r[m]) for m in M.METRICS} for r in csv.DictReader(f)}
     best = {m: (min if m in M.LOWER_IS_BETTER else max)(p[m] for p in published.values())
-            for m, _ in METRICS}
+            for m in M.METRICS}
     cnn = published["cnn"]
-    print("| Lytro (20 pairs) | " + " | ".join(m for m, _ in METRICS) + " | best of 18 on | under CNN by > 0.002 on |")
-    print("|---" * (len(METRICS) + 3) + "|")
-    print("| best of the 18 | " + " | ".join(f"{best[m]:.4f}" for m, _ in METRICS) + " | | |")
+    print("| Lytro (20 pairs) | " + " | ".join(M.METRICS) + " | best of 18 on | under CNN by > 0.002 on |")
+    print("|---" * (len(M.METRICS) + 3) + "|")
+    print("| best of the 18 | " + " | ".join(f"{best[m]:.4f}" for m in M.METRICS) + " | | |")
     for name, values in rows.items():
-        mean = dict(zip((m for m, _ in METRICS), np.mean(values, 0)))
+        mean = dict(zip(M.METRICS, np.mean(values, 0)))
         lower = lambda m: m in M.LOWER_IS_BETTER  # noqa: E731
-        wins = sum((mean[m] <= best[m]) if lower(m) else (mean[m] >= best[m]) for m, _ in METRICS)
+        wins = sum((mean[m] <= best[m]) if lower(m) else (mean[m] >= best[m]) for m in M.METRICS)
         under = sum((mean[m] - cnn[m] > 0.002) if lower(m) else (cnn[m] - mean[m] > 0.002)
-                    for m, _ in METRICS)
-        print(f"| {name} | " + " | ".join(f"{mean[m]:.4f}" for m, _ in METRICS) + f" | {wins} | {under} |")
+                    for m in M.METRICS)
+        print(f"| {name} | " + " | ".join(f"{mean[m]:.4f}" for m in M.METRICS) + f" | {wins} | {under} |")
 
 
 def truth_table(folder: Path) -> None:

@@ -221,7 +221,7 @@ def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | 
     result = Alignment(ref, shape, transforms)
     gains: list[np.ndarray | None] = [None] * n
     gains[ref] = np.ones(ref_small.shape[2] if gain else 1)
-    done = [1]
+    done = 1
 
     def walk(direction):
         try:
@@ -233,7 +233,8 @@ def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | 
     def links(direction):
         """Link each frame to the last one that aligned, outwards from the reference (the
         two directions share nothing but the reference, so they run side by side)."""
-        last, (template, _) = ref, (ref_gray, ref_small)
+        nonlocal done
+        last, template = ref, ref_gray
         k = ref + direction
         while 0 <= k < n and not stop.is_set():
             moving, small = load(k)  # a bad frame is an error, not a failed link
@@ -249,9 +250,9 @@ def align_frames(read: Callable[[int], np.ndarray], n: int, *, reference: int | 
                 result.failed.append(k)
                 result.reasons[k] = str(exc)
             with lock:
-                done[0] += 1
+                done += 1
                 if progress:
-                    progress("align", done[0], n)
+                    progress("align", done, n)
             k += direction
 
     # two walks side by side when OpenCV may use two threads or more (a focusfuse batch

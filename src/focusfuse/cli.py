@@ -26,6 +26,14 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+#: train's flags that only the focus classifiers take, with their defaults (the parser's)
+_CLASSIFIER_ONLY = {"momentum": 0.9, "weight_decay": 5e-4, "patience": 3, "val_pairs": 20000,
+                    "hard_val_pairs": 10000, "blur_levels": 5, "blur_kernel": "gaussian",
+                    "precision": "auto", "keep_snapshots": False}
+#: and those that only --arch bandnet takes
+_BANDNET_ONLY = {"scenes": 160, "frames": 8, "crop": 128, "val_scenes": 16}
+
+
 def _add_train(sub) -> None:
     from focusfuse.device import PRECISIONS
 
@@ -49,42 +57,35 @@ def _add_train(sub) -> None:
     g.add_argument("--batch-size", type=int, default=None, help="default 128; bandnet 8")
     g.add_argument("--lr", type=float, default=None,
                    help="base learning rate (default 1e-4, SGD; bandnet 3e-3, Adam)")
-    g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--weight-decay", type=float, default=5e-4)
-    g.add_argument("--patience", type=int, default=3,
+    g.add_argument("--momentum", type=float, default=_CLASSIFIER_ONLY["momentum"])
+    g.add_argument("--weight-decay", type=float, default=_CLASSIFIER_ONLY["weight_decay"])
+    g.add_argument("--patience", type=int, default=_CLASSIFIER_ONLY["patience"],
                    help="evaluations without a better validation loss before lr /= 10")
     g = p.add_argument_group("data")
     g.add_argument("--holdout-suffix", default=None,
                    help="files with this suffix (e.g. .png) are the validation images")
     g.add_argument("--val-fraction", type=float, default=0.15,
                    help="otherwise this share of the images is held out (chosen by --seed)")
-    g.add_argument("--val-pairs", type=int, default=20000, help="held-out pairs to validate on")
-    g.add_argument("--hard-val-pairs", type=int, default=10000,
+    g.add_argument("--val-pairs", type=int, default=_CLASSIFIER_ONLY["val_pairs"], help="held-out pairs to validate on")
+    g.add_argument("--hard-val-pairs", type=int, default=_CLASSIFIER_ONLY["hard_val_pairs"],
                    help="a second held-out set made with the lightest blur only (0: none)")
-    g.add_argument("--blur-levels", type=int, default=5)
-    g.add_argument("--blur-kernel", default="gaussian", choices=["gaussian", "disk"])
+    g.add_argument("--blur-levels", type=int, default=_CLASSIFIER_ONLY["blur_levels"])
+    g.add_argument("--blur-kernel", default=_CLASSIFIER_ONLY["blur_kernel"], choices=["gaussian", "disk"])
     g = p.add_argument_group("bandnet only")
-    g.add_argument("--scenes", type=int, default=160,
+    g.add_argument("--scenes", type=int, default=_BANDNET_ONLY["scenes"],
                    help="synthetic training scenes (half pairs, half stacks)")
-    g.add_argument("--frames", type=int, default=8, help="frames of the training stacks")
-    g.add_argument("--crop", type=int, default=128, help="side of the training crops (px)")
-    g.add_argument("--val-scenes", type=int, default=16,
+    g.add_argument("--frames", type=int, default=_BANDNET_ONLY["frames"], help="frames of the training stacks")
+    g.add_argument("--crop", type=int, default=_BANDNET_ONLY["crop"], help="side of the training crops (px)")
+    g.add_argument("--val-scenes", type=int, default=_BANDNET_ONLY["val_scenes"],
                    help="validation scenes, fused whole at every evaluation")
     g = p.add_argument_group("run")
     g.add_argument("--eval-every", type=int, default=None,
                    help="steps between validations (default 500; bandnet 250)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--precision", default="auto", choices=PRECISIONS)
+    g.add_argument("--precision", default=_CLASSIFIER_ONLY["precision"], choices=PRECISIONS)
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     g.add_argument("--keep-snapshots", action="store_true",
                    help="also keep the weights of every validation step in OUT/snapshots (float16)")
-
-
-#: train's flags that only the focus classifiers take, with their defaults
-_CLASSIFIER_ONLY = {"momentum": 0.9, "weight_decay": 5e-4, "patience": 3, "val_pairs": 20000,
-                    "hard_val_pairs": 10000, "blur_levels": 5, "blur_kernel": "gaussian",
-                    "precision": "auto", "keep_snapshots": False}
-_BANDNET_ONLY = {"scenes": 160, "frames": 8, "crop": 128, "val_scenes": 16}
 
 
 def _given(args, names: dict) -> list[str]:
@@ -251,10 +252,6 @@ def _run_fuse(args) -> int:
     return 0
 
 
-#: the methods that fuse a stack with one decision over all frames
-from focusfuse.fusion.registry import STACK_METHODS  # noqa: E402  (the stack command's choices)
-
-
 def _add_stack(sub) -> None:
     p = sub.add_parser(
         "stack", help="fuse a focus stack: align the frames, one decision over all, depth map",
@@ -279,6 +276,8 @@ def _add_stack(sub) -> None:
 
 def _add_stack_flags(p, *, batch: bool) -> None:
     """The flags ``stack`` and ``batch`` share: method, alignment, output, input."""
+    from focusfuse.fusion.registry import STACK_METHODS
+
     p.add_argument("--method", default="cnn", choices=STACK_METHODS, help="fusion method")
     _add_method_options(p)
     g = p.add_argument_group("alignment")
@@ -570,8 +569,8 @@ def _run_convert(args) -> int:
 
 
 def _default_methods() -> str:
-    """bench's --methods when none is given: every registered method (with --stacks, those
-    that fuse stacks)."""
+    """bench's --methods default: every registered method (:func:`_methods` narrows it to
+    those that fuse stacks when the sources are aligned)."""
     from focusfuse.fusion.registry import METHODS
 
     return ",".join(METHODS)
@@ -580,6 +579,8 @@ def _default_methods() -> str:
 def _methods(args) -> str:
     """bench's methods: those given, or, when they are not and the sources are aligned
     (--stacks, --align yes), every method that aligned frames can go to."""
+    from focusfuse.fusion.registry import STACK_METHODS
+
     aligned = args.stacks is not None or args.align == "yes"
     if args.methods == _default_methods() and aligned:
         return ",".join(STACK_METHODS)

@@ -399,23 +399,26 @@ def _preload(method: str, options):
 
     from focusfuse.fusion.registry import get_method
 
-    if not get_method(method).uses_network and method != "learned-pyramid":
-        return None
+    if method == "learned-pyramid":
+        def load():
+            from focusfuse.fusion.learned import load_model
 
-    def load():
-        try:
-            if method == "learned-pyramid":
-                from focusfuse.fusion.learned import load_model
-
-                load_model(options.weights)
-                return
+            load_model(options.weights)
+    elif get_method(method).uses_network:
+        def load():
             from focusfuse.fusion.cnn import model_for
 
             model_for(options)
+    else:
+        return None
+
+    def run():
+        try:
+            load()
         except BaseException:  # noqa: BLE001 - the fusion loads it again and says what is wrong
             pass
 
-    thread = threading.Thread(target=load, name="focusfuse-preload", daemon=True)
+    thread = threading.Thread(target=run, name="focusfuse-preload", daemon=True)
     thread.start()
     return thread
 

@@ -358,14 +358,14 @@ def run_methods(pairs: Sequence[Pair], specs: Sequence[MethodSpec], out: str | o
         folder.mkdir(parents=True, exist_ok=True)
         settings = {"method": spec.method, "precision": precision, "device": dev,
                     **({"align": True} if align else {})}
+        wpath = None
         if spec.uses_network:
             wpath = spec.weights or default_weights_path()
-            settings["weights"] = wpath.name
-            settings["weights_sha1"] = _sha1(wpath)
         elif spec.method in WEIGHTED_METHODS:
             from focusfuse.fusion.learned import weights_path
 
             wpath = weights_path(spec.weights)
+        if wpath is not None:
             settings["weights"] = wpath.name
             settings["weights_sha1"] = _sha1(wpath)
         model = None

@@ -38,8 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["ARCH", "BandNet", "LEVELS", "WIDTH", "box", "collapse", "energies", "energies_np",
-           "load_bandnet",
-           "pyramid", "save_bandnet"]
+           "load_bandnet", "pyramid", "save_bandnet"]
 
 ARCH = "bandnet"
 #: detail levels of the pyramid the network was made for (and the top)
