@@ -31,29 +31,16 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
+from hard_or_soft import candidates, closer_to, pick  # beside this script
 
 import focusfuse as ff
 from focusfuse.bench.truth import truth_scores
-from focusfuse.color import to_gray
+from focusfuse.io import quantize
 
 WINDOWS = (1, 3, 5, 9)
-
-
-def _pick(take_a: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.where(take_a[..., None] if a.ndim == 3 else take_a, a, b)
-
-
-def _closer_a(a: np.ndarray, b: np.ndarray, target: np.ndarray, w: int) -> np.ndarray:
-    ea = ((a - target) ** 2).reshape(*a.shape[:2], -1).sum(-1)
-    eb = ((b - target) ** 2).reshape(*b.shape[:2], -1).sum(-1)
-    if w > 1:
-        ea, eb = ndi.uniform_filter(ea, w), ndi.uniform_filter(eb, w)
-    return ea <= eb
-
-
-def _eight(image: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(image, 0, 1) * 255) / 255
+#: the methods of hard_or_soft.candidates shown, under the names printed
+METHODS = {"laplacian": "laplacian", "learned": "learned-pyramid", "cnn-hard": "cnn-hard",
+           "closest3": "closest3"}
 
 
 def table(folder: Path, clean: Path | None) -> dict[str, tuple[float, float]]:
@@ -64,24 +51,17 @@ def table(folder: Path, clean: Path | None) -> dict[str, tuple[float, float]]:
     for name in names:
         a, b, truth, oracle = (ff.read_image(folder / f"{name}-{s}.png")
                                for s in ("A", "B", "truth", "oracle"))
-        paper = ff.fuse([a, b], method="cnn")
-        learned = ff.fuse([a, b], method="learned-pyramid").fused
-        out = {
-            "laplacian": ff.fuse([a, b], method="laplacian").fused,
-            "learned-pyramid": learned,
-            "cnn-hard": _pick(paper.refined_map > 0.5, a, b),
-            "closest3": _pick(ndi.uniform_filter((to_gray(learned) - to_gray(a)) ** 2, 3)
-                              <= ndi.uniform_filter((to_gray(learned) - to_gray(b)) ** 2, 3), a, b),
-            "oracle": oracle,
-        }
+        made = candidates(a, b, True)
+        out = {shown: made[name] for name, shown in METHODS.items()}
+        out["oracle"] = oracle
         for w in WINDOWS:
-            out[f"truth-placed{w}"] = _pick(_closer_a(a, b, truth, w), a, b)
+            out[f"truth-placed{w}"] = pick(closer_to(a, b, truth, w), a, b)
         if clean is not None:
             ca, cb, ct = (ff.read_image(clean / f"{name}-{s}.png") for s in ("A", "B", "truth"))
             for w in WINDOWS:
-                out[f"blind-placed{w}"] = _pick(_closer_a(ca, cb, ct, w), a, b)
+                out[f"blind-placed{w}"] = pick(closer_to(ca, cb, ct, w), a, b)
         for method, fused in out.items():
-            s = truth_scores(_eight(fused), truth)
+            s = truth_scores(quantize(fused, 8) / 255, truth)
             rows.setdefault(method, []).append([s["PSNR"], s["SSIM"]])
     means = {m: tuple(np.mean(v, 0)) for m, v in rows.items()}
     lap = means["laplacian"][0]

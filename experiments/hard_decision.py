@@ -23,8 +23,9 @@ choice and scores its hard decision both ways.
   63-pixel field (at inference only the image's border does): a simplification that may
   cost it (``--margin 31`` with larger ``--crop`` leaves the padding out).
 - **Fusion.** Every pixel is from A where the logit is positive, else from B. There is no
-  smoothing; ``--min-region F`` gives every region of one choice smaller than F of the
-  image to the other (the paper's consistency step uses 0.01; default 0, none).
+  smoothing; ``--min-region F`` applies the paper's consistency step
+  (:func:`focusfuse.decision.remove_small_regions`, which uses 0.01) with F of the image
+  as the smallest region kept (default 0, none).
 
 ::
 
@@ -100,8 +101,9 @@ def scenes(count: int, seed: int, crop: int, learned: bool = False) -> list[dict
     if not files:
         raise SystemExit("needs the BSDS500 training JPEGs in ../shared/data/bsds500")
     data = _render(files, count, 2, seed, crop)
-    for s in data if learned else []:
-        s["guide"] = _guide(s["frames"])
+    if learned:
+        for s in data:
+            s["guide"] = _guide(s["frames"])
     return data
 
 
@@ -118,7 +120,8 @@ def train(model: HardNet, data: list[dict], steps: int, crop: int, seed: int, lr
             y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
             xs.append(s["frames"][:, y:y + crop, x:x + crop])
             ts.append(s["truth"][y:y + crop, x:x + crop])
-            gs.append(s["guide"][y:y + crop, x:x + crop] if model.learned else ts[-1])
+            if model.learned:
+                gs.append(s["guide"][y:y + crop, x:x + crop])
         frames = torch.from_numpy(np.stack(xs)).float()  # (8, 2, h, w)
         truth = torch.from_numpy(np.stack(ts)).float()[:, None]
         guide = torch.from_numpy(np.stack(gs)).float()[:, None] if model.learned else None
@@ -137,31 +140,16 @@ def train(model: HardNet, data: list[dict], steps: int, crop: int, seed: int, lr
     return log
 
 
-def _without_small_regions(take_a: np.ndarray, fraction: float) -> np.ndarray:
-    """``take_a`` with every connected region (of either choice) smaller than ``fraction``
-    of the image given to the other choice, as the paper's consistency step does."""
-    from scipy import ndimage as ndi
-
-    if fraction <= 0:
-        return take_a
-    out = take_a.copy()
-    for value in (True, False):
-        labels, n = ndi.label(out == value)
-        sizes = np.bincount(labels.ravel(), minlength=n + 1)
-        small = sizes < fraction * take_a.size
-        small[0] = False
-        out[small[labels]] = not value
-    return out
-
-
 @torch.inference_mode()
 def fuse(model: HardNet, a: np.ndarray, b: np.ndarray, min_region: float = 0.0) -> np.ndarray:
     from focusfuse.color import to_gray
+    from focusfuse.decision import remove_small_regions
 
     gray = np.stack([to_gray(a), to_gray(b)]).astype(np.float32)
     ga, gb = (torch.from_numpy(np.ascontiguousarray(g))[None, None] for g in gray)
     guide = torch.from_numpy(_guide(gray))[None, None] if model.learned else None
-    take_a = _without_small_regions((model(ga, gb, guide)[0, 0] > 0).numpy(), min_region)
+    take_a = remove_small_regions((model(ga, gb, guide)[0, 0] > 0).numpy(),
+                                  min_area_fraction=min_region)
     return np.where(take_a[..., None] if a.ndim == 3 else take_a, a, b)
 
 
@@ -171,6 +159,7 @@ def evaluate(model: HardNet, folder: Path, min_region: float = 0.0) -> None:
     import focusfuse as ff
     from focusfuse import metrics as M
     from focusfuse.bench.truth import truth_scores
+    from focusfuse.io import quantize
 
     rows: dict[str, list] = {}
     for name in sorted(p.name[:-6] for p in folder.glob("*-A.png")):
@@ -178,7 +167,7 @@ def evaluate(model: HardNet, folder: Path, min_region: float = 0.0) -> None:
         for method, fused in (("hard-net", fuse(model, a, b, min_region)),
                               ("laplacian", ff.fuse([a, b], method="laplacian").fused),
                               ("learned-pyramid", ff.fuse([a, b], method="learned-pyramid").fused)):
-            centre = truth_scores(np.round(np.clip(fused, 0, 1) * 255) / 255, t)
+            centre = truth_scores(quantize(fused, 8) / 255, t)
             rows.setdefault(method, []).append([M.psnr(fused, t), M.ssim(fused, t),
                                                 centre["PSNR"], centre["SSIM"]])
     print(f"| {folder} ({len(rows['laplacian'])} pairs) | PSNR dB | SSIM | central 80%: PSNR dB "
@@ -193,11 +182,11 @@ def lytro(model: HardNet, min_region: float = 0.0) -> None:
     from _lytro import lytro_pairs
 
     from focusfuse import metrics as M
+    from focusfuse.io import quantize
 
-    eight = lambda x: np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)  # noqa: E731
     values = []
     for a, b in lytro_pairs():
-        a8, b8, f8 = eight(a), eight(b), eight(fuse(model, a, b, min_region))
+        a8, b8, f8 = (quantize(x, 8) for x in (a, b, fuse(model, a, b, min_region)))
         values.append(list(M.evaluate(a8, b8, f8).values()))
     print("| Lytro | " + " | ".join(M.METRICS) + " |\n" + "|---" * (len(M.METRICS) + 1) + "|")
     print("| hard-net | " + " | ".join(f"{v:.4f}" for v in np.mean(values, 0)) + " |")

@@ -59,11 +59,26 @@ def _channels(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
     return mask[..., None] if like.ndim == 3 else mask
 
 
+def pick(take_a: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Each pixel from ``a`` where the (H, W) ``take_a`` is true, else from ``b``."""
+    return np.where(_channels(take_a, a), a, b)
+
+
+def closer_to(a: np.ndarray, b: np.ndarray, target: np.ndarray, w: int) -> np.ndarray:
+    """(H, W): where ``a``'s squared error to ``target`` (summed over the colours) is at
+    most ``b``'s, in W×W means (W = 1: per pixel)."""
+    ea = ((a - target) ** 2).reshape(*a.shape[:2], -1).sum(-1)
+    eb = ((b - target) ** 2).reshape(*b.shape[:2], -1).sum(-1)
+    if w > 1:
+        ea, eb = ndi.uniform_filter(ea, w), ndi.uniform_filter(eb, w)
+    return ea <= eb
+
+
 def candidates(a: np.ndarray, b: np.ndarray, with_laplacian: bool) -> dict[str, np.ndarray]:
     paper = ff.fuse([a, b], method="cnn")
     learned = ff.fuse([a, b], method="learned-pyramid").fused
     refined = paper.refined_map > 0.5
-    hard = np.where(_channels(refined, a), a, b)
+    hard = pick(refined, a, b)
     out = {"cnn": paper.fused, "cnn-hard": hard}
     boundary = ndi.binary_dilation(refined) & ndi.binary_dilation(~refined)
     distance = ndi.distance_transform_edt(~boundary)
@@ -75,11 +90,9 @@ def candidates(a: np.ndarray, b: np.ndarray, with_laplacian: bool) -> dict[str, 
     for t in SNAPS:
         take_a = (da < t / 255) & (da <= db)
         take_b = (db < t / 255) & ~take_a
-        out[f"snap{t}"] = np.where(_channels(take_a, a), a,
-                                   np.where(_channels(take_b, a), b, learned))
+        out[f"snap{t}"] = pick(take_a, a, np.where(_channels(take_b, a), b, learned))
     for w in WINDOWS:
-        closer_a = ndi.uniform_filter((g - ga) ** 2, w) <= ndi.uniform_filter((g - gb) ** 2, w)
-        out[f"closest{w}"] = np.where(_channels(closer_a, a), a, b)
+        out[f"closest{w}"] = pick(closer_to(ga, gb, g, w), a, b)
     if with_laplacian:
         out["laplacian"] = ff.fuse([a, b], method="laplacian").fused
     return out
@@ -121,11 +134,8 @@ def truth_table(folder: Path) -> None:
     for name in names:
         a, b, truth = (ff.read_image(folder / f"{name}-{s}.png") for s in ("A", "B", "truth"))
         out = candidates(a, b, True)
-        ea = ((a - truth) ** 2).reshape(*a.shape[:2], -1).sum(-1)
-        eb = ((b - truth) ** 2).reshape(*b.shape[:2], -1).sum(-1)
         for w in TRUTH_WINDOWS:
-            closer_a = ndi.uniform_filter(ea, w) <= ndi.uniform_filter(eb, w)
-            out[f"truth-placed{w}"] = np.where(_channels(closer_a, a), a, b)
+            out[f"truth-placed{w}"] = pick(closer_to(a, b, truth, w), a, b)
         for method, fused in out.items():
             rows.setdefault(method, []).append([M.psnr(fused, truth), M.ssim(fused, truth)])
     print(f"| {folder} ({len(names)} pairs) | PSNR dB | SSIM |\n|---|---|---|")
